@@ -1,0 +1,56 @@
+// The body shared by run / validate / compute / archive: build options, run the library,
+// print the report (JSON or summary), return the outcome's error code.
+
+import { runPipeline } from '../../pipeline.js';
+import { newReport, newRunId, setError, type Command } from '../../report.js';
+import { redact, toMkpiError } from '../../errors.js';
+import { checkCount, layoutFrom, parseKpis, rejectsKey, type ComputeArgs, type LakeArgs, type OutputArgs, type WarehouseArgs } from '../options.js';
+import type { Runtime } from '../runtime.js';
+import { summary } from '../output.js';
+
+export type PipelineArgs = LakeArgs & WarehouseArgs & OutputArgs & Partial<ComputeArgs>;
+
+export async function pipelineCommand(command: Command, args: PipelineArgs, rt: Runtime): Promise<string | undefined> {
+  const runId = newRunId();
+  const kpis = parseKpis(args.kpis ?? 'hourly,genre');
+  checkCount('max-bad-rows', args['max-bad-rows']);
+  checkCount('max-orphan-rows', args['max-orphan-rows']);
+  const layout = layoutFrom(args);
+  const dryRun = Boolean(args['dry-run']);
+  // Rejects are written by loading commands, and by any command when --rejects names a folder.
+  const writesRejects = args.rejects !== undefined || ((command === 'run' || command === 'compute') && !dryRun);
+  const lake = rt.openLake(args);
+  let warehouse;
+  try {
+    warehouse = command === 'validate' ? undefined : await rt.openWarehouse(args);
+  } catch (err) {
+    // Still one JSON report on stdout, so scripts parse failures the same way.
+    const e = toMkpiError(err);
+    const report = newReport(command, runId, lake.root, kpis, dryRun);
+    setError(report, e);
+    if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    throw e;
+  }
+  const report = await runPipeline({
+    command,
+    lake,
+    layout,
+    warehouse,
+    kpis,
+    dryRun,
+    maxBadRows: args['max-bad-rows'] ?? 0,
+    maxOrphanRows: args['max-orphan-rows'] ?? Infinity,
+    rejectsKey: writesRejects ? rejectsKey(args, runId) : null,
+    runId,
+    signal: rt.signal,
+    onEvent: (e) => rt.progress.event(e),
+    fault: rt.fault,
+  });
+  rt.progress.stop();
+  if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else process.stdout.write(summary(report));
+  if (report.error && !args.json) {
+    process.stderr.write(`musickpi ${command}: ${report.error.code}: ${redact(report.error.message)}\n`);
+  }
+  return report.error?.code;
+}

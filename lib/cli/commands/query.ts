@@ -1,0 +1,33 @@
+import type { Argv, CommandModule } from 'yargs';
+import { outputOptions, warehouseOptions, type OutputArgs, type WarehouseArgs } from '../options.js';
+import { execute } from '../main.js';
+import { formatCell, table } from '../output.js';
+import { csvField } from '../../text.js';
+
+type Args = WarehouseArgs & OutputArgs & { sql: string; csv: boolean };
+
+export const command: CommandModule<object, Args> = {
+  command: 'query <sql>',
+  describe: "print a query's rows (the way to look into the embedded warehouse)",
+  builder: (y: Argv) =>
+    warehouseOptions(outputOptions(y))
+      .positional('sql', { type: 'string', demandOption: true, describe: 'SQL to run' })
+      .option('csv', { type: 'boolean', default: false, describe: 'print CSV' })
+      .conflicts('json', 'csv')
+      .example("$0 query 'select * from reporting_schema.hourly_kpis order by 1, 2'", '') as unknown as Argv<Args>,
+  handler: (args) =>
+    execute(args, 'query', async (rt) => {
+      const warehouse = await rt.openWarehouse(args);
+      const { columns, rows } = await warehouse.query(args.sql);
+      if (args.json) {
+        const objects = rows.map((r) => Object.fromEntries(columns.map((c, i) => [c, r[i]])));
+        process.stdout.write(JSON.stringify(objects, null, 2) + '\n');
+      } else if (args.csv) {
+        const lines = [columns.map(csvField).join(','), ...rows.map((r) => r.map((v) => csvField(formatCell(v))).join(','))];
+        process.stdout.write(lines.join('\n') + '\n');
+      } else {
+        process.stdout.write(table(columns, rows));
+      }
+      return undefined;
+    }),
+};

@@ -1,0 +1,68 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { MkpiError } from '../errors.js';
+import type { Lake } from './lake.js';
+import { LocalLake } from './local.js';
+import { S3Lake } from './s3.js';
+
+export interface S3ConnectOptions {
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+}
+
+// S3's bucket naming rules (3-63 chars, lowercase letters, digits, dots, hyphens); the dotted-quad
+// and underscore forms of legacy buckets are refused by the SDK anyway.
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/**
+ * Opens the lake a URI names: "s3://bucket/prefix" is S3 (credentials from the SDK's default
+ * chain), "file:///path" or a plain path is a local folder.
+ */
+export function openLake(uri: string, s3: S3ConnectOptions = {}): Lake {
+  const trimmed = uri.trim();
+  if (trimmed === '') throw new MkpiError('MKPI_USAGE', 'The lake URI is empty', { hint: 'Give s3://bucket/prefix or a folder.' });
+
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(trimmed)?.[1]?.toLowerCase();
+  if (scheme === 's3' || scheme === 's3a') {
+    const rest = trimmed.slice(scheme.length + 3);
+    const slash = rest.indexOf('/');
+    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    const prefix = slash < 0 ? '' : rest.slice(slash + 1).replace(/^\/+|\/+$/g, '');
+    if (!BUCKET.test(bucket)) {
+      throw new MkpiError('MKPI_USAGE', `Invalid S3 lake URI ${JSON.stringify(uri)}: ${JSON.stringify(bucket)} is not a valid bucket name`, {
+        hint: 'Expected s3://bucket/prefix (bucket: 3-63 lowercase letters, digits, dots or hyphens).',
+      });
+    }
+    if (prefix.split('/').some((segment) => segment === '..' || segment === '.')) {
+      throw new MkpiError('MKPI_USAGE', `Invalid S3 lake URI ${JSON.stringify(uri)}: "." and ".." segments are not allowed in the prefix`);
+    }
+    if (/[?#]/.test(prefix)) {
+      throw new MkpiError('MKPI_USAGE', `Invalid S3 lake URI ${JSON.stringify(uri)}: the prefix may not contain "?" or "#"`);
+    }
+    return new S3Lake({
+      bucket,
+      prefix,
+      ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
+      ...(s3.region ? { region: s3.region } : {}),
+      ...(s3.forcePathStyle !== undefined ? { forcePathStyle: s3.forcePathStyle } : {}),
+    });
+  }
+  if (scheme === 'file') {
+    let dir: string;
+    try {
+      dir = fileURLToPath(trimmed);
+    } catch (err) {
+      throw new MkpiError('MKPI_USAGE', `Invalid file URI ${JSON.stringify(uri)}: ${(err as Error).message}`, { cause: err });
+    }
+    return new LocalLake(dir);
+  }
+  if (scheme !== undefined) {
+    // "gs://b/p" taken as a local folder named "gs:" would fail much later and much less clearly.
+    throw new MkpiError('MKPI_USAGE', `Unsupported lake URI scheme "${scheme}://" in ${JSON.stringify(uri)}`, {
+      hint: 'Use s3://bucket/prefix, file:///path or a folder path.',
+    });
+  }
+  return new LocalLake(path.resolve(trimmed));
+}

@@ -1,0 +1,42 @@
+// The load stage's data side: which KPI rows replace which dates, and what the ledger
+// records. The transaction itself is the warehouse adapter's (one per warehouse kind).
+
+import type { KpiTable, LoadBatch, LedgerEntry } from './warehouse/warehouse.js';
+import type { KpiResult } from './reduce.js';
+import type { PendingFile } from './list.js';
+import type { StreamScan } from './scan.js';
+import { dayToDate } from './listen-time.js';
+
+export function buildBatch(
+  runId: string,
+  kpis: readonly KpiTable[],
+  datesByTable: Record<KpiTable, ReadonlySet<string>>,
+  res: KpiResult,
+  pending: PendingFile[],
+  scans: ReadonlyMap<string, StreamScan>,
+): Omit<LoadBatch, 'onStep'> {
+  const batch: Omit<LoadBatch, 'onStep'> = { runId, ledger: [] };
+  if (kpis.includes('hourly')) {
+    const dates = datesByTable.hourly;
+    batch.hourly = { dates: [...dates].sort(), rows: res.hourly.filter((r) => dates.has(r.listen_date)) };
+  }
+  if (kpis.includes('genre')) {
+    const dates = datesByTable.genre;
+    batch.genre = { dates: [...dates].sort(), rows: res.genre.filter((r) => dates.has(r.listen_date)) };
+  }
+  for (const p of pending) {
+    const scan = scans.get(p.obj.key)!;
+    const entry: LedgerEntry = {
+      fileKey: p.obj.key,
+      fingerprint: p.obj.fingerprint,
+      size: p.obj.size,
+      rows: scan.rows,
+      dates: [...scan.days].sort((a, b) => a - b).map(dayToDate),
+      tables: [...new Set([...(p.entry?.tables ?? []), ...kpis])],
+      runId,
+      archivedKey: null,
+    };
+    batch.ledger.push(entry);
+  }
+  return batch;
+}

@@ -1,0 +1,117 @@
+// The run report: what every command returns and what `--json` prints (fields documented
+// in the README). It is filled as the pipeline goes, so a failed run still shows its counts.
+
+import { REJECT_REASONS, type RejectReason } from './validate.js';
+import type { DimensionFileReport } from './scan.js';
+import type { KpiTable } from './warehouse/warehouse.js';
+import type { MkpiError } from './errors.js';
+import { redact } from './errors.js';
+
+export type Command = 'run' | 'validate' | 'compute' | 'archive';
+export type Stage = 'list' | 'dimensions' | 'streams' | 'reread' | 'compute' | 'load' | 'archive' | 'total';
+
+export interface FileReport {
+  name: string;
+  bytes: number;
+  rows: number;
+  complete: number;
+  rejected: Record<RejectReason, number>;
+  dates: string[];
+  status: 'read' | 'already_loaded' | 'schema_error';
+  error?: string;
+}
+
+export interface RereadReport {
+  name: string;
+  bytes: number;
+  rows: number;
+  rowsUsed: number;
+}
+
+export interface ArchivedFile {
+  from: string;
+  to: string;
+  renamed: boolean;
+}
+
+export interface RunReport {
+  command: Command;
+  runId: string;
+  ok: boolean;
+  error: { code: string; message: string; hint: string | null } | null;
+  lake: string;
+  warehouse: string | null;
+  kpis: KpiTable[];
+  dryRun: boolean;
+  dimensions: { songs: DimensionFileReport | null; users: DimensionFileReport | null };
+  files: FileReport[];
+  reread: RereadReport[];
+  ignored: string[];
+  totals: {
+    files: number;
+    bytes: number;
+    rowsRead: number;
+    completeRows: number;
+    rejected: Record<RejectReason, number>;
+    badRows: number;
+    orphanRows: number;
+    duplicateSongs: number;
+    duplicateUsers: number;
+  };
+  datesRecomputed: Record<KpiTable, string[]>;
+  rowsWritten: { hourly_kpis: number; genre_level_kpis: number };
+  loaded: boolean;
+  archived: ArchivedFile[];
+  rejectsOutput: string | null;
+  warnings: string[];
+  timings: Partial<Record<Stage, number>>;
+}
+
+export function zeroReasons(): Record<RejectReason, number> {
+  return Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>;
+}
+
+export function newReport(command: Command, runId: string, lake: string, kpis: KpiTable[], dryRun: boolean): RunReport {
+  return {
+    command,
+    runId,
+    ok: false,
+    error: null,
+    lake: redact(lake),
+    warehouse: null,
+    kpis,
+    dryRun,
+    dimensions: { songs: null, users: null },
+    files: [],
+    reread: [],
+    ignored: [],
+    totals: {
+      files: 0,
+      bytes: 0,
+      rowsRead: 0,
+      completeRows: 0,
+      rejected: zeroReasons(),
+      badRows: 0,
+      orphanRows: 0,
+      duplicateSongs: 0,
+      duplicateUsers: 0,
+    },
+    datesRecomputed: { hourly: [], genre: [] },
+    rowsWritten: { hourly_kpis: 0, genre_level_kpis: 0 },
+    loaded: false,
+    archived: [],
+    rejectsOutput: null,
+    warnings: [],
+    timings: {},
+  };
+}
+
+export function setError(report: RunReport, err: MkpiError): void {
+  report.ok = false;
+  report.error = { code: err.code, message: redact(err.message), hint: err.hint ? redact(err.hint) : null };
+}
+
+export function newRunId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${Math.random().toString(36).slice(2, 8)}`;
+}

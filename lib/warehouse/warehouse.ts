@@ -1,0 +1,85 @@
+// The warehouse interface assumes neither COPY FROM STDIN nor advisory locks, so that a
+// Redshift adapter (staging through S3, a lock row) fits behind it as well as PostgreSQL.
+
+export type KpiTable = 'hourly' | 'genre';
+export const KPI_TABLES: readonly KpiTable[] = ['hourly', 'genre'];
+
+export interface HourlyRow {
+  listen_date: string; // YYYY-MM-DD
+  listen_hour: number;
+  unique_listeners: number;
+  listen_counts: number;
+  top_artist: string | null;
+  avg_sessions_per_user: number;
+  diversity_index: number;
+  most_engaged_age_group: string | null;
+}
+
+export interface GenreRow {
+  listen_date: string;
+  track_genre: string;
+  listen_count: number;
+  popularity_index: number;
+  average_duration: number;
+  most_popular_track_id: string;
+}
+
+/** One stream file as the ledger knows it. (file_key, fingerprint) identifies it. */
+export interface LedgerEntry {
+  fileKey: string; // key under the lake root when it was loaded, e.g. "streams/2024-06-01.csv"
+  fingerprint: string;
+  size: number;
+  rows: number; // data rows read from the file
+  dates: string[]; // YYYY-MM-DD of every row with a valid listen_time
+  tables: KpiTable[]; // the KPI tables this file has been loaded into
+  runId: string;
+  archivedKey: string | null; // where archive put it, once archived
+}
+
+export interface LoadBatch {
+  runId: string;
+  /** Per table: the dates being replaced, and the rows that replace them. Absent = table untouched. */
+  hourly?: { dates: string[]; rows: HourlyRow[] };
+  genre?: { dates: string[]; rows: GenreRow[] };
+  /** Ledger upserts: entries listed here get `tables` merged with what the ledger already had. */
+  ledger: LedgerEntry[];
+  /** Test-only fault injection hook points are called through this, if given. */
+  onStep?: (step: 'staged' | 'merged' | 'before-commit' | 'committed') => Promise<void> | void;
+}
+
+export interface LoadResult {
+  hourlyRowsWritten: number;
+  genreRowsWritten: number;
+  hourlyRowsDeleted: number;
+  genreRowsDeleted: number;
+}
+
+export interface RunLock {
+  release(): Promise<void>;
+}
+
+export interface QueryResult {
+  columns: string[];
+  rows: unknown[][];
+}
+
+export interface Warehouse {
+  /** Short description with no secret in it ("postgresql://user@host:5432/db"). */
+  readonly description: string;
+  /** Creates the schema, the KPI tables and the ledger when missing. Idempotent. */
+  init(): Promise<void>;
+  /** True when the schema and ledger exist (a dry run must not create them). */
+  isInitialised(): Promise<boolean>;
+  /**
+   * Takes the run lock or throws MkpiError('MKPI_LOCKED'). Held until release(); the lock
+   * must disappear by itself if the process dies.
+   */
+  acquireRunLock(): Promise<RunLock>;
+  readLedger(): Promise<LedgerEntry[]>;
+  /** One transaction: stage, delete covered dates, insert, upsert ledger, commit. All or nothing. */
+  load(batch: LoadBatch): Promise<LoadResult>;
+  /** Records where archive moved a file. */
+  markArchived(fileKey: string, fingerprint: string, archivedKey: string): Promise<void>;
+  query(sql: string): Promise<QueryResult>;
+  close(): Promise<void>;
+}

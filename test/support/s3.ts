@@ -1,0 +1,270 @@
+// An in-process S3 (s3rver) on a free port, and a fault-injecting HTTP proxy to put in front of it.
+// s3rver is lenient where AWS is strict (no conditional writes, no SigV4 secret check): tests built
+// on it prove streaming, pagination and encoding, not AWS's consistency guarantees.
+
+import * as fsp from 'node:fs/promises';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+
+import { S3Lake, type S3LakeOptions } from '../../lib/lake/s3.js';
+
+interface S3rverInstance {
+  run(): Promise<AddressInfo>;
+  close(): Promise<void>;
+  httpServer?: http.Server;
+}
+type S3rverConstructor = new (opts: Record<string, unknown>) => S3rverInstance;
+
+// s3rver is CommonJS without type declarations.
+const S3rver = createRequire(import.meta.url)('s3rver') as S3rverConstructor;
+
+/** The credentials s3rver knows; they reach the SDK through its default chain (env), like in production. */
+export const S3RVER_ENV = {
+  AWS_ACCESS_KEY_ID: 'S3RVER',
+  AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  AWS_REGION: 'us-east-1',
+} as const;
+
+const ENV_KEYS = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION', 'AWS_PROFILE'] as const;
+
+export interface TestS3 {
+  endpoint: string;
+  /** Creates a bucket. */
+  bucket(name: string): Promise<void>;
+  /** A client for setting up and inspecting objects directly. */
+  client: S3Client;
+  putObject(bucket: string, key: string, body: string | Uint8Array): Promise<void>;
+  /** An S3Lake on this server (close it when done). */
+  lake(bucket: string, prefix?: string, opts?: Partial<S3LakeOptions>): S3Lake;
+  /** Environment for child processes (the CLI) so that the default credential chain finds s3rver's keys. */
+  env: Record<string, string>;
+  /** Folder holding s3rver's files. */
+  dir: string;
+  stop(): Promise<void>;
+}
+
+export async function startS3(): Promise<TestS3> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mkpi-s3rver-'));
+  // Real credentials of the developer must never be sent (even to localhost), and a profile
+  // pointing at SSO would make every test wait on the network: pin the chain to s3rver's keys.
+  const savedEnv = new Map(ENV_KEYS.map((k) => [k, process.env[k]]));
+  for (const k of ENV_KEYS) delete process.env[k];
+  Object.assign(process.env, S3RVER_ENV);
+
+  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir, resetOnClose: false });
+  let address: AddressInfo;
+  try {
+    address = await server.run();
+  } catch (err) {
+    restoreEnv(savedEnv);
+    await fsp.rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const endpoint = `http://127.0.0.1:${address.port}`;
+  const client = new S3Client({
+    endpoint,
+    region: S3RVER_ENV.AWS_REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: S3RVER_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: S3RVER_ENV.AWS_SECRET_ACCESS_KEY },
+    // Without this a stream body is stored with its aws-chunked framing (see platform notes).
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  const lakes: S3Lake[] = [];
+
+  return {
+    endpoint,
+    dir,
+    client,
+    env: { ...S3RVER_ENV },
+    async bucket(name) {
+      await client.send(new CreateBucketCommand({ Bucket: name }));
+    },
+    async putObject(bucket, key, body) {
+      const buf = typeof body === 'string' ? Buffer.from(body) : body;
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: buf, ContentLength: buf.length }));
+    },
+    lake(bucket, prefix = '', opts = {}) {
+      const lake = new S3Lake({ bucket, prefix, endpoint, ...opts });
+      lakes.push(lake);
+      return lake;
+    },
+    async stop() {
+      for (const lake of lakes) await lake.close();
+      client.destroy();
+      // Keep-alive sockets would hold close() open forever.
+      server.httpServer?.closeAllConnections();
+      await server.close();
+      restoreEnv(savedEnv);
+      await fsp.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function restoreEnv(saved: Map<string, string | undefined>): void {
+  for (const [k, v] of saved) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+}
+
+export interface FaultPlan {
+  /** Which responses to cut; default: GetObject (a GET on /bucket/key without a sub-resource query). */
+  match?: (req: http.IncomingMessage) => boolean;
+  /** Bytes of the response body let through before the connection is cut. */
+  cutAfterBytes: number;
+  /** How many matching responses are cut (default 1); later ones pass untouched. */
+  times?: number;
+  /** 'reset' sends a TCP RST (ECONNRESET at the client); 'close' ends the socket early (FIN). */
+  mode?: 'reset' | 'close';
+  /** Runs before each request is forwarded, e.g. to replace the object between attempts. */
+  beforeForward?: (req: http.IncomingMessage, index: number) => Promise<void> | void;
+}
+
+export interface ProxiedRequest {
+  method: string;
+  url: string;
+  range: string | undefined;
+  ifMatch: string | undefined;
+  status?: number;
+  cut?: boolean;
+}
+
+export interface FaultyProxy {
+  endpoint: string;
+  requests: ProxiedRequest[];
+  /** Responses cut so far. */
+  readonly cuts: number;
+  /** Responses still being sent (a leak shows up here). */
+  inflight(): number;
+  stop(): Promise<void>;
+}
+
+function isGetObject(req: http.IncomingMessage): boolean {
+  const url = new URL(req.url ?? '/', 'http://x');
+  return req.method === 'GET' && url.pathname.split('/').filter(Boolean).length >= 2 && url.search === '';
+}
+
+/** An HTTP proxy to `target` (http://host:port) that cuts responses mid-body according to `plan`. */
+export async function startFaultyProxy(target: string, plan: FaultPlan): Promise<FaultyProxy> {
+  const upstream = new URL(target);
+  const agent = new http.Agent({ keepAlive: true });
+  const match = plan.match ?? isGetObject;
+  let remainingCuts = plan.times ?? 1;
+  let cuts = 0;
+  let inflight = 0;
+  const requests: ProxiedRequest[] = [];
+
+  const server = http.createServer((req, res) => {
+    const record: ProxiedRequest = {
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      range: header(req, 'range'),
+      ifMatch: header(req, 'if-match'),
+    };
+    const index = requests.push(record) - 1;
+    inflight += 1;
+    res.once('close', () => {
+      inflight -= 1;
+    });
+    void (async () => {
+      await plan.beforeForward?.(req, index);
+      const cutThis = match(req) && remainingCuts > 0;
+      if (cutThis) remainingCuts -= 1;
+      // Headers go through untouched (Host included): the request is signed for them.
+      const out = http.request({
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+        agent,
+      });
+      const response = new Promise<http.IncomingMessage>((resolve, reject) => {
+        out.once('response', resolve);
+        out.once('error', reject);
+      });
+      await pipeline(req, out);
+      const up = await response;
+      record.status = up.statusCode;
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      if (!cutThis) {
+        await pipeline(up, res);
+        return;
+      }
+      record.cut = true;
+      await pipeline(up, new Cutter(plan.cutAfterBytes, () => {
+        cuts += 1;
+        const socket = res.socket;
+        // Give the bytes already written a moment to leave, then break the connection.
+        setTimeout(() => {
+          if (plan.mode === 'close') socket?.destroy();
+          else socket?.resetAndDestroy();
+        }, 20);
+      }), res);
+    })().catch(() => {
+      // The client went away or we cut it on purpose: nothing to report.
+      if (!res.headersSent) res.writeHead(502);
+      res.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    requests,
+    get cuts() {
+      return cuts;
+    },
+    inflight: () => inflight,
+    async stop() {
+      server.closeAllConnections();
+      agent.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function header(req: http.IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+/** Passes `limit` bytes, then stops passing anything and calls `onCut` once. */
+class Cutter extends Transform {
+  private passed = 0;
+  private done = false;
+
+  constructor(
+    private readonly limit: number,
+    private readonly onCut: () => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    if (this.done) {
+      callback();
+      return;
+    }
+    const room = this.limit - this.passed;
+    if (chunk.length < room) {
+      this.passed += chunk.length;
+      callback(null, chunk);
+      return;
+    }
+    this.passed += room;
+    this.done = true;
+    if (room > 0) this.push(chunk.subarray(0, room));
+    callback();
+    this.onCut();
+  }
+}

@@ -1,0 +1,170 @@
+import { expect } from 'chai';
+import { add, create, merge, result, ordinalRanks, type KpiState } from '../../lib/reduce.js';
+import { DimensionsBuilder, type Dimensions } from '../../lib/validate.js';
+import { dateToDay } from '../../lib/listen-time.js';
+
+function dims(songs: [string, string[], string, number][], users: [string, number][]): Dimensions {
+  const b = new DimensionsBuilder();
+  for (const [trackId, artists, genre, durationMs] of songs) b.addSong({ ok: true, trackId, artists, genre, durationMs });
+  for (const [userId, ageGroup] of users) b.addUser({ ok: true, userId, ageGroup });
+  return b.build();
+}
+
+const hk = (date: string, hour: number) => dateToDay(date) * 24 + hour;
+
+function feed(state: KpiState, d: Dimensions, rows: [string, string, string, number][]): void {
+  for (const [user, track, date, hour] of rows) {
+    const u = d.userIndex.get(user)!;
+    add(state, hk(date, hour), d.songIndex.get(track)!, u, d.userAgeGroup[u]);
+  }
+}
+
+describe('reduce', () => {
+  const d = dims(
+    [
+      ['b', ['Zoe'], 'pop', 1000],
+      ['a', ['Zoe', 'Ann'], 'pop', 3000],
+      ['c', ['\u{1F600}'], 'rock', 2000],
+      ['e', ['\uFF21'], 'rock', 4000],
+      ['n', [], 'none', 500],
+    ],
+    [
+      ['u1', 0],
+      ['u2', 1],
+      ['u3', -1],
+      ['u4', 5],
+    ],
+  );
+
+  it('counts listens, distinct listeners and tracks per hour', () => {
+    const s = create(d.trackCount, d.userCount);
+    feed(s, d, [
+      ['u1', 'a', '2024-01-01', 5],
+      ['u1', 'a', '2024-01-01', 5],
+      ['u2', 'b', '2024-01-01', 5],
+      ['u3', 'b', '2024-01-01', 6],
+    ]);
+    const r = result(s, d);
+    expect(r.hourly).to.have.length(2);
+    const h5 = r.hourly[0];
+    expect(h5).to.include({ listen_date: '2024-01-01', listen_hour: 5, listen_counts: 3, unique_listeners: 2 });
+    expect(h5.avg_sessions_per_user).to.equal(3 / 2);
+    expect(h5.diversity_index).to.equal(2 / 3);
+    expect(h5.top_artist).to.equal('Zoe'); // Zoe 3 (a twice, b once), Ann 2
+  });
+
+  it('breaks artist ties by code point order, not UTF-16 order', () => {
+    const s = create(d.trackCount, d.userCount);
+    feed(s, d, [
+      ['u1', 'c', '2024-01-01', 1],
+      ['u1', 'e', '2024-01-01', 1],
+    ]);
+    // U+FF21 < U+1F600 by code point, though JS '<' on UTF-16 says the opposite.
+    expect('\u{1F600}' < '\uFF21').to.equal(true);
+    expect(result(s, d).hourly[0].top_artist).to.equal('\uFF21');
+  });
+
+  it('credits each artist of a track once and ties to the smallest name', () => {
+    const s = create(d.trackCount, d.userCount);
+    feed(s, d, [['u1', 'a', '2024-01-01', 1]]);
+    expect(result(s, d).hourly[0].top_artist).to.equal('Ann');
+  });
+
+  it('leaves top_artist NULL when no listen credits an artist', () => {
+    const s = create(d.trackCount, d.userCount);
+    feed(s, d, [['u1', 'n', '2024-01-01', 1]]);
+    expect(result(s, d).hourly[0].top_artist).to.equal(null);
+  });
+
+  it('picks the age group with the most listens, youngest on ties, ignoring unknown ages', () => {
+    const s = create(d.trackCount, d.userCount);
+    feed(s, d, [
+      ['u4', 'a', '2024-01-01', 1],
+      ['u2', 'a', '2024-01-01', 1],
+      ['u3', 'a', '2024-01-01', 1],
+      ['u3', 'a', '2024-01-01', 1],
+    ]);
+    expect(result(s, d).hourly[0].most_engaged_age_group).to.equal('26-35');
+    const only = create(d.trackCount, d.userCount);
+    feed(only, d, [['u3', 'a', '2024-01-01', 1]]);
+    expect(result(only, d).hourly[0].most_engaged_age_group).to.equal(null);
+    const heavy = create(d.trackCount, d.userCount);
+    feed(heavy, d, [
+      ['u4', 'a', '2024-01-01', 1],
+      ['u4', 'a', '2024-01-01', 1],
+      ['u1', 'a', '2024-01-01', 1],
+    ]);
+    expect(result(heavy, d).hourly[0].most_engaged_age_group).to.equal('66+');
+  });
+
+  it('computes genre KPIs per date with the smallest track_id on ties', () => {
+    const s = create(d.trackCount, d.userCount);
+    feed(s, d, [
+      ['u1', 'b', '2024-01-01', 1],
+      ['u1', 'a', '2024-01-01', 2],
+      ['u2', 'c', '2024-01-01', 3],
+      ['u2', 'c', '2024-01-01', 3],
+    ]);
+    const g = result(s, d).genre;
+    expect(g.map((r) => r.track_genre)).to.deep.equal(['pop', 'rock']);
+    expect(g[0]).to.include({ listen_count: 2, popularity_index: 0.5, average_duration: 2, most_popular_track_id: 'a' });
+    expect(g[1]).to.include({ listen_count: 2, popularity_index: 0.5, average_duration: 2, most_popular_track_id: 'c' });
+  });
+
+  it('merge of partial states equals one state over all rows', () => {
+    const rows: [string, string, string, number][] = [];
+    const users = ['u1', 'u2', 'u3', 'u4'];
+    const tracks = ['a', 'b', 'c', 'e', 'n'];
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    for (let i = 0; i < 2000; i++) rows.push([users[rnd(4)], tracks[rnd(5)], rnd(2) ? '2024-01-01' : '2024-01-02', rnd(24)]);
+    const whole = create(d.trackCount, d.userCount);
+    feed(whole, d, rows);
+    const a = create(d.trackCount, d.userCount);
+    const b = create(d.trackCount, d.userCount);
+    feed(a, d, rows.slice(0, 700));
+    feed(b, d, rows.slice(700));
+    expect(result(merge(a, b), d)).to.deep.equal(result(whole, d));
+  });
+
+  it('satisfies the spec §6 invariants', () => {
+    const s = create(d.trackCount, d.userCount);
+    let seed = 3;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const users = ['u1', 'u2', 'u3', 'u4'];
+    const tracks = ['a', 'b', 'c', 'e', 'n'];
+    const perDate = new Map<string, number>();
+    for (let i = 0; i < 5000; i++) {
+      const date = `2024-03-0${1 + rnd(3)}`;
+      perDate.set(date, (perDate.get(date) ?? 0) + 1);
+      feed(s, d, [[users[rnd(4)], tracks[rnd(5)], date, rnd(24)]]);
+    }
+    const r = result(s, d);
+    for (const [date, n] of perDate) {
+      const hours = r.hourly.filter((h) => h.listen_date === date);
+      const genres = r.genre.filter((g) => g.listen_date === date);
+      expect(hours.reduce((a, h) => a + h.listen_counts, 0)).to.equal(n);
+      expect(genres.reduce((a, g) => a + g.listen_count, 0)).to.equal(n);
+      expect(genres.reduce((a, g) => a + g.popularity_index, 0)).to.be.closeTo(1, 1e-9);
+    }
+    for (const h of r.hourly) {
+      expect(h.unique_listeners).to.be.at.most(h.listen_counts);
+      expect(h.diversity_index).to.be.greaterThan(0).and.at.most(1);
+    }
+  });
+
+  it('restricts results to the requested dates', () => {
+    const s = create(d.trackCount, d.userCount);
+    feed(s, d, [
+      ['u1', 'a', '2024-01-01', 1],
+      ['u1', 'a', '2024-01-02', 1],
+    ]);
+    const r = result(s, d, { days: new Set([dateToDay('2024-01-02')]) });
+    expect(r.hourly.map((h) => h.listen_date)).to.deep.equal(['2024-01-02']);
+    expect(r.genre.map((h) => h.listen_date)).to.deep.equal(['2024-01-02']);
+  });
+
+  it('ranks names by code point', () => {
+    expect([...ordinalRanks(['b', 'a', '\uFF21', '\u{1F600}'])]).to.deep.equal([1, 0, 2, 3]);
+  });
+});
