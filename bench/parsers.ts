@@ -1,7 +1,8 @@
 // Parser throughput on a streams-like file: raw read as the ceiling, fast-csv as the baseline
-// this project replaced, and our parser (bare core and stream shell). Generates its own input
-// in a temp folder, so it runs anywhere: `npx tsx bench/parsers.ts` or
-// `node dist/bench/parsers.js` [rows].
+// this project replaced, and our parser (bare core and stream shell); then the cost of one
+// parseListenTime call against the obvious regex + Date.parse. Generates its own input in a
+// temp folder, so it runs anywhere: `npx tsx bench/parsers.ts [rows]` or
+// `node dist/bench/parsers.js [rows]`.
 
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { parse as fastCsvParse } from 'fast-csv';
 import { CsvParser, parseCsv } from '../lib/parse.js';
+import { parseListenTime } from '../lib/listen-time.js';
 
 const ROWS = Number(process.argv[2] ?? 1_000_000);
 const RUNS = 3;
@@ -102,6 +104,33 @@ async function best(name: string, path: string, run: (path: string) => Promise<n
   return { name, seconds, rows };
 }
 
+const LISTEN_TIME = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+/** What parseListenTime replaces; not spec-exact (Date.parse rolls 02-30 over to March). */
+function listenTimeViaDate(s: string): number {
+  const m = LISTEN_TIME.exec(s);
+  if (m === null) return NaN;
+  return Math.floor(Date.parse(s.replace(' ', 'T') + (m[2] === undefined ? 'Z' : '')) / 3600000);
+}
+
+/** Nanoseconds per call, best of RUNS, over listen_time values sliced from the file like the parser's. */
+async function listenTimeNs(path: string, parse: (s: string) => number): Promise<number> {
+  const values: string[] = [];
+  const parser = new CsvParser((fields) => values.push(fields[2]));
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) parser.write(chunk);
+  parser.end();
+  values.shift();
+  let best = Infinity;
+  let sink = 0;
+  for (let r = 0; r < RUNS; r++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < values.length; i++) sink += parse(values[i]);
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / values.length);
+  }
+  if (sink !== sink) throw new Error('a generated listen_time did not parse');
+  return best;
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'musickpi-bench-'));
   try {
@@ -123,6 +152,12 @@ async function main(): Promise<void> {
         `| ${r.name} | ${(mb / r.seconds).toFixed(0)} | ${(r.rows / r.seconds / 1e6).toFixed(2)} | ${r.rows.toLocaleString('en-US')} |`,
       );
     }
+    const scanner = await listenTimeNs(path, parseListenTime);
+    const viaDate = await listenTimeNs(path, listenTimeViaDate);
+    console.log('\n| listen_time parser | ns/call |');
+    console.log('| --- | ---: |');
+    console.log(`| parseListenTime | ${scanner.toFixed(0)} |`);
+    console.log(`| regex + Date.parse | ${viaDate.toFixed(0)} |`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

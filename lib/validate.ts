@@ -4,6 +4,7 @@
 import { MkpiError } from './errors.js';
 import { exceedsCodePoints } from './text.js';
 import type { ReduceDims } from './reduce.js';
+import { detachField } from './parse.js';
 
 export const REJECT_REASONS = [
   'malformed',
@@ -154,13 +155,16 @@ export class DimensionsBuilder {
       this.duplicateSongs++;
       return;
     }
-    this.songIndex.set(s.trackId, this.trackIds.length);
-    this.trackIds.push(s.trackId);
+    // Dimension strings live for the whole run: detach them from the parser's chunk text.
+    const trackId = detachField(s.trackId);
+    this.songIndex.set(trackId, this.trackIds.length);
+    this.trackIds.push(trackId);
     let g = this.genreIndex.get(s.genre);
     if (g === undefined) {
       g = this.genres.length;
-      this.genreIndex.set(s.genre, g);
-      this.genres.push(s.genre);
+      const genre = detachField(s.genre);
+      this.genreIndex.set(genre, g);
+      this.genres.push(genre);
     }
     this.trackGenre.push(g);
     this.trackDuration.push(s.durationMs);
@@ -168,8 +172,9 @@ export class DimensionsBuilder {
       let a = this.artistIndex.get(name);
       if (a === undefined) {
         a = this.artists.length;
-        this.artistIndex.set(name, a);
-        this.artists.push(name);
+        const artist = detachField(name);
+        this.artistIndex.set(artist, a);
+        this.artists.push(artist);
       }
       this.artistList.push(a);
     }
@@ -181,7 +186,7 @@ export class DimensionsBuilder {
       this.duplicateUsers++;
       return;
     }
-    this.userIndex.set(u.userId, this.userAge.length);
+    this.userIndex.set(detachField(u.userId), this.userAge.length);
     this.userAge.push(u.ageGroup);
   }
 

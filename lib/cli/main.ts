@@ -14,9 +14,9 @@ import * as archive from './commands/archive.js';
 import * as init from './commands/init.js';
 import * as query from './commands/query.js';
 
-export async function execute(args: Partial<OutputArgs>, name: string, body: (rt: Runtime) => Promise<string | undefined>): Promise<void> {
+export async function execute(args: Partial<OutputArgs> & { home?: string }, name: string, body: (rt: Runtime) => Promise<string | undefined>): Promise<void> {
   const json = Boolean(args.json);
-  process.exitCode = await withRuntime({ json, quiet: Boolean(args.quiet) }, body, (err) => printError(err, json, name));
+  process.exitCode = await withRuntime({ json, quiet: Boolean(args.quiet), home: args.home }, body, (err) => printError(err, json, name));
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -24,6 +24,12 @@ export async function main(argv: string[]): Promise<void> {
     .scriptName('musickpi')
     .usage('$0 <command> [options]\n\nDaily music-streaming KPIs: CSV lake -> validated -> hourly and genre KPIs -> PostgreSQL -> archive.')
     .env('MUSICKPI')
+    .option('home', {
+      type: 'string',
+      global: true,
+      default: '.musickpi',
+      describe: "folder of the embedded PostgreSQL's data (used when no warehouse is configured)",
+    })
     .command(run.command)
     .command(validate.command)
     .command(compute.command)

@@ -22,16 +22,13 @@ export interface Runtime {
   fault: ((point: FaultPoint) => void) | undefined;
 }
 
-function musickpiHome(): string {
-  return resolve(process.env.MUSICKPI_HOME ?? '.musickpi');
-}
 
 /**
  * Runs one command body and returns its exit code. The body returns the error code of its
  * outcome (undefined for success); anything it throws is reported here.
  */
 export async function withRuntime(
-  args: OutputArgs,
+  args: OutputArgs & { home?: string },
   body: (rt: Runtime) => Promise<string | undefined>,
   onError: (err: MkpiError) => void,
 ): Promise<number> {
@@ -56,7 +53,8 @@ export async function withRuntime(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const faultPoint = process.env.MUSICKPI_TEST_FAULT;
+  const home = resolve(args.home ?? '.musickpi');
+  const faultPoint = process.env.MKPI_TEST_FAULT;
   const rt: Runtime = {
     signal: controller.signal,
     progress,
@@ -78,11 +76,11 @@ export async function withRuntime(
         warehouse: a.warehouse,
         env: process.env,
         schema: a.schema,
-        home: musickpiHome(),
-        log: (l) => progress.log(l),
+        home,
+        log: (l: string) => progress.log(l),
       });
       closers.push(() => opened.stop());
-      if (opened.embedded) progress.log(`using the embedded PostgreSQL in ${musickpiHome()}`);
+      if (opened.embedded) progress.log(`using the embedded PostgreSQL in ${home}`);
       return opened.warehouse;
     },
     fault: faultPoint

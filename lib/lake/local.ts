@@ -159,8 +159,13 @@ export class LocalLake implements Lake {
           // Symlinks to files are data somebody placed in the lake on purpose, so they count;
           // links to folders are not followed (cycles).
           if (!entry.isFile() && !entry.isSymbolicLink()) return;
-          const st = await fsp.stat(path.join(dir, entry.name)).catch(() => undefined);
-          // Vanished between readdir and stat: it is simply not there any more.
+          const file = path.join(dir, entry.name);
+          const st = await fsp.stat(file).catch((err: unknown) => {
+            // Vanished between readdir and stat (or a dangling link): it is simply not there.
+            // Anything else (EACCES...) must not silently drop an input file.
+            if (errnoCode(err) === 'ENOENT') return undefined;
+            throw ioError(err, 'list', file);
+          });
           if (st === undefined || !st.isFile()) return;
           out.push({ key, size: st.size, fingerprint: fingerprintOf(st) });
         }),
@@ -168,7 +173,7 @@ export class LocalLake implements Lake {
       for (const sub of subdirs) await walk(sub);
     };
 
-    if (!isExcluded(startKey) || startKey === '') await walk(startKey);
+    if (!isExcluded(prefix)) await walk(startKey);
     return out.sort((a, b) => compareKeys(a.key, b.key));
   }
 
@@ -214,19 +219,15 @@ export class LocalLake implements Lake {
     }
     // Write aside then rename: a reader (or a crash) never sees a half-written object.
     const tmp = tempSibling(file);
-    let handle: fsp.FileHandle | undefined;
     try {
-      handle = await fsp.open(tmp, 'wx');
-      await pipeline(body, handle.createWriteStream({ autoClose: false }), signal ? { signal } : {});
-      await handle.sync();
-      await handle.close();
-      handle = undefined;
+      // flush: fsync before close, so the rename never publishes a file whose bytes are still only in cache.
+      await pipeline(body, fs.createWriteStream(tmp, { flags: 'wx', flush: true }), signal ? { signal } : {});
       await fsp.rename(tmp, file);
     } catch (err) {
-      await handle?.close().catch(() => undefined);
       await unlinkQuietly(tmp);
       if (!body.destroyed) body.destroy();
       if (signal?.aborted) throw interrupted(signal, `write ${key}`);
+      if (err instanceof MkpiError) throw err;
       // Only filesystem failures are the lake's; a failing body stream is the caller's error.
       if (typeof err === 'object' && err !== null && 'syscall' in err) throw ioError(err, 'write', file);
       throw err;
@@ -285,12 +286,15 @@ export class LocalLake implements Lake {
         await handle.close();
       }
       // Keep the mtime so the archived copy has the same fingerprint as the file the ledger recorded.
-      await fsp.utimes(tmp, before.atime, before.mtime);
+      // utimes goes through a double of seconds; aiming at the middle of the millisecond keeps the
+      // rounding error from landing in the neighbouring one.
+      const mtime = (Math.floor(before.mtimeMs) + 0.5) / 1000;
+      await fsp.utimes(tmp, before.atimeMs / 1000, mtime);
       const [copied, after] = await Promise.all([fsp.stat(tmp), fsp.stat(src)]);
-      if (copied.size !== before.size || fingerprintOf(after) !== fingerprintOf(before)) {
+      if (fingerprintOf(copied) !== fingerprintOf(before) || fingerprintOf(after) !== fingerprintOf(before)) {
         throw new MkpiError(
           'MKPI_ARCHIVE_FAILED',
-          `archive: verification failed copying ${src} to ${dst} (size ${copied.size} vs ${before.size}, source ${fingerprintOf(before)} -> ${fingerprintOf(after)})`,
+          `archive: verification failed copying ${src} to ${dst} (copy ${fingerprintOf(copied)}, source ${fingerprintOf(before)} -> ${fingerprintOf(after)})`,
         );
       }
       try {

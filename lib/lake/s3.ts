@@ -196,7 +196,6 @@ function etagIsContentMd5(head: HeadObjectCommandOutput): boolean {
 
 interface ResumeOptions {
   total: number | undefined;
-  etag: string;
   describe: string;
   maxResumes: number;
   delayMs: number;
@@ -223,11 +222,6 @@ class ResumingObjectStream extends Readable {
   ) {
     super({ highWaterMark: 256 * 1024 });
     this.attach(first);
-  }
-
-  /** Bytes delivered so far (for diagnostics and tests). */
-  get bytesRead(): number {
-    return this.offset;
   }
 
   override _read(): void {
@@ -266,9 +260,13 @@ class ResumingObjectStream extends Readable {
         this.push(null);
         return;
       }
-      if (total !== undefined && this.offset > total) {
+      if (total !== undefined && this.offset >= total) {
+        // Every byte arrived and still the body failed (say, the SDK's checksum check): no Range
+        // request can repair that.
         this.destroy(
-          new MkpiError('MKPI_LAKE_UNAVAILABLE', `read ${this.opts.describe}: got ${this.offset} bytes, expected ${total}`),
+          new MkpiError('MKPI_LAKE_UNAVAILABLE', `read ${this.opts.describe}: got ${this.offset} bytes of ${total}${err ? `, then: ${err.message}` : ''}`, {
+            ...(err ? { cause: err } : {}),
+          }),
         );
         return;
       }
@@ -280,10 +278,9 @@ class ResumingObjectStream extends Readable {
   private scheduleResume(cause: unknown): void {
     this.failuresWithoutProgress += 1;
     if (this.failuresWithoutProgress > this.opts.maxResumes) {
-      const base = mapS3Error(cause, 'read', this.opts.describe);
       this.destroy(
         new MkpiError(
-          base.code === 'MKPI_INTERNAL' ? 'MKPI_LAKE_UNAVAILABLE' : base.code,
+          'MKPI_LAKE_UNAVAILABLE',
           `read ${this.opts.describe}: connection lost at byte ${this.offset} of ${this.opts.total ?? '?'} and ${this.opts.maxResumes} resume attempts failed`,
           { cause, details: { offset: this.offset, total: this.opts.total } },
         ),
@@ -346,10 +343,15 @@ export class S3Lake implements Lake {
     const checksums = this.checksumWhenRequired ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
     // Credentials come only from the SDK's default chain (env, profile, SSO, instance role):
     // they are never accepted as options, so they can never leak through flags or reports.
+    // The JS SDK ignores AWS_DEFAULT_REGION, which the AWS CLI (and so many shells) sets; an
+    // S3-compatible store rarely cares about the region, but the signer needs one.
+    const region =
+      opts.region || (process.env['AWS_REGION'] ? undefined : process.env['AWS_DEFAULT_REGION']) || (custom && !process.env['AWS_REGION'] ? 'us-east-1' : undefined);
     this.client = new S3Client({
       ...(custom ? { endpoint: opts.endpoint } : {}),
-      // S3-compatible stores rarely care about the region, but the signer needs one.
-      ...(opts.region ? { region: opts.region } : custom && !process.env['AWS_REGION'] && !process.env['AWS_DEFAULT_REGION'] ? { region: 'us-east-1' } : {}),
+      ...(region ? { region } : {}),
+      // On AWS a bucket in another region than the configured one is followed, not an error.
+      followRegionRedirects: !custom,
       forcePathStyle: opts.forcePathStyle ?? custom,
       maxAttempts: opts.maxAttempts ?? 5,
       requestChecksumCalculation: checksums,
@@ -370,9 +372,9 @@ export class S3Lake implements Lake {
     return mapS3Error(err, action, this.where(key), this.endpoint);
   }
 
-  private async head(fullKey: string, signal?: AbortSignal): Promise<HeadObjectCommandOutput | undefined> {
+  private async head(fullKey: string): Promise<HeadObjectCommandOutput | undefined> {
     try {
-      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }), { abortSignal: signal });
+      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
     } catch (err) {
       const e = asS3Error(err);
       // HEAD has no error body, so a missing bucket also looks like this; list() tells them apart.
@@ -395,58 +397,62 @@ export class S3Lake implements Lake {
   async list(prefix: string, exclude: string[] = []): Promise<LakeObject[]> {
     if (prefix !== '') assertSafeKey(prefix, 'prefix');
     for (const e of exclude) assertSafeKey(e, 'exclude prefix');
-    const isExcluded = (key: string): boolean => exclude.some((e) => key.startsWith(e));
     const out: LakeObject[] = [];
+    if (exclude.some((e) => prefix.startsWith(e))) return out;
     const cut = this.keyPrefix.length;
-
-    // A flat listing costs one request per 1,000 keys, but it would also page through the whole
-    // archive (which only grows). So below any prefix that contains an excluded prefix we list
-    // one level at a time (Delimiter "/") and skip excluded "folders" without listing them;
-    // everywhere else the listing is flat.
-    const walk = async (rel: string): Promise<void> => {
-      const stepwise = exclude.some((e) => e.startsWith(rel) && e !== rel);
-      const subdirs: string[] = [];
-      let token: string | undefined;
-      const seen = new Set<string>();
-      do {
+    // The archive only grows, and paging through it on every run would make listing slower each
+    // day. Keys come back in byte order, so all keys under an excluded prefix form one contiguous
+    // run: on meeting the first of them, start a fresh listing just past the run (StartAfter).
+    // Delimiter-based walking would work too, but it trusts the store's CommonPrefixes, which
+    // s3rver gets wrong for folders holding only deeper keys; a missed input file is silent.
+    const jumped = new Set<string>();
+    let token: string | undefined;
+    let startAfter: string | undefined;
+    const seen = new Set<string>();
+    try {
+      for (;;) {
         const resp = await this.client.send(
           new ListObjectsV2Command({
             Bucket: this.bucket,
-            Prefix: this.keyPrefix + rel,
-            ContinuationToken: token,
-            ...(stepwise ? { Delimiter: '/' } : {}),
+            Prefix: this.keyPrefix + prefix,
+            ...(token !== undefined ? { ContinuationToken: token } : startAfter !== undefined ? { StartAfter: startAfter } : {}),
           }),
         );
+        let jumpPast: string | undefined;
         for (const obj of resp.Contents ?? []) {
           if (obj.Key === undefined || !obj.Key.startsWith(this.keyPrefix)) continue;
           const key = obj.Key.slice(cut);
+          const excludedBy = exclude.find((e) => key.startsWith(e));
+          if (excludedBy !== undefined) {
+            // A store that ignores StartAfter would send us here again: then just filter.
+            if (!jumped.has(excludedBy)) {
+              jumped.add(excludedBy);
+              jumpPast = excludedBy;
+              break;
+            }
+            continue;
+          }
           // Zero-byte "folder" markers made by consoles are not files.
-          if (key === '' || key.endsWith('/')) continue;
-          if (!key.startsWith(prefix) || isExcluded(key)) continue;
+          if (key === '' || key.endsWith('/') || !key.startsWith(prefix)) continue;
           out.push({ key, size: obj.Size ?? 0, fingerprint: stripQuotes(obj.ETag) });
         }
-        for (const cp of resp.CommonPrefixes ?? []) {
-          if (cp.Prefix === undefined) continue;
-          const sub = cp.Prefix.slice(cut);
-          if (!isExcluded(sub)) subdirs.push(sub);
+        if (jumpPast !== undefined) {
+          // U+10FFFF is the largest code point, so this sorts after every real key of the run.
+          startAfter = this.keyPrefix + jumpPast + '\u{10FFFF}';
+          token = undefined;
+          continue;
         }
-        token = resp.IsTruncated ? resp.NextContinuationToken : undefined;
-        if (resp.IsTruncated && !token) {
-          throw new MkpiError('MKPI_LAKE_UNAVAILABLE', `list ${this.root}/${rel}: truncated listing without a continuation token`);
+        if (!resp.IsTruncated) break;
+        token = resp.NextContinuationToken;
+        if (!token) {
+          throw new MkpiError('MKPI_LAKE_UNAVAILABLE', `list ${this.root}/${prefix}: truncated listing without a continuation token`);
         }
         // A store that hands back the same token forever would loop forever.
-        if (token !== undefined) {
-          if (seen.has(token)) {
-            throw new MkpiError('MKPI_LAKE_UNAVAILABLE', `list ${this.root}/${rel}: the store repeated a continuation token`);
-          }
-          seen.add(token);
+        if (seen.has(token)) {
+          throw new MkpiError('MKPI_LAKE_UNAVAILABLE', `list ${this.root}/${prefix}: the store repeated a continuation token`);
         }
-      } while (token !== undefined);
-      for (const sub of subdirs) await walk(sub);
-    };
-
-    try {
-      await walk(prefix);
+        seen.add(token);
+      }
     } catch (err) {
       throw this.fail(err, 'list', prefix);
     }
@@ -497,7 +503,7 @@ export class S3Lake implements Lake {
     };
 
     const stream = new ResumingObjectStream(
-      { total: first.total, etag: first.etag, describe, maxResumes: this.readResumes, delayMs: this.resumeDelayMs, open },
+      { total: first.total, describe, maxResumes: this.readResumes, delayMs: this.resumeDelayMs, open },
       first.body,
     );
     if (signal) {
@@ -674,23 +680,23 @@ export class S3Lake implements Lake {
 
   /** Server-side copy; returns the ETag the store reports for the new object. */
   private async copy(src: string, dst: string, srcEtag: string | undefined): Promise<string | undefined> {
-    const styles: CopySourceStyle[] = this.copySourceStyle ? [this.copySourceStyle] : ['aws', 'uri'];
-    let lastErr: unknown;
-    for (const style of styles) {
-      const copySource = encodeCopySource(this.bucket, src, style);
-      if (style === 'uri' && copySource === encodeCopySource(this.bucket, src, 'aws')) break;
-      try {
-        const resp = await this.sendCopy(copySource, dst, srcEtag);
-        this.copySourceStyle = style;
-        return resp;
-      } catch (err) {
-        lastErr = err;
-        // We have just seen the source with HEAD: "no such key" here means this server decodes
-        // the copy source differently. Try the other encoding (CopySourceIfMatch keeps it safe).
-        if (errorName(err) !== 'NoSuchKey' || this.copySourceStyle) throw err;
-      }
+    const aws = encodeCopySource(this.bucket, src, 'aws');
+    const uri = encodeCopySource(this.bucket, src, 'uri');
+    // Both spell this key alike: nothing to choose.
+    if (aws === uri) return this.sendCopy(aws, dst, srcEtag);
+    if (this.copySourceStyle) return this.sendCopy(this.copySourceStyle === 'aws' ? aws : uri, dst, srcEtag);
+    try {
+      const etag = await this.sendCopy(aws, dst, srcEtag);
+      this.copySourceStyle = 'aws';
+      return etag;
+    } catch (err) {
+      // We have just seen the source with HEAD: "no such key" here means this server decodes the
+      // copy source differently (decodeURI). Try that spelling; CopySourceIfMatch keeps it safe.
+      if (errorName(err) !== 'NoSuchKey') throw err;
     }
-    throw lastErr;
+    const etag = await this.sendCopy(uri, dst, srcEtag);
+    this.copySourceStyle = 'uri';
+    return etag;
   }
 
   private async sendCopy(copySource: string, dst: string, srcEtag: string | undefined): Promise<string | undefined> {

@@ -180,7 +180,7 @@ const NETWORK_CODES = new Set([
 ]);
 
 const CONNECTION_MESSAGES =
-  /connection terminated|connection timeout|not queryable|client was closed|client has already been connected|connection ended|socket hang up/i;
+  /connection terminated|connection timeout|not queryable|client was closed|connection ended|socket hang up/i;
 
 function errCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
@@ -213,7 +213,8 @@ export function classifyPgError(err: unknown): ErrorCode | undefined {
   if (code === '28000' || code === '28P01' || code === '3D000') return 'MKPI_CONFIG';
   if (code === '53300' || code === '53100') return 'MKPI_WAREHOUSE_UNAVAILABLE';
   if (isConnectionLoss(err)) return 'MKPI_WAREHOUSE_UNAVAILABLE';
-  if (/ssl|certificate/i.test(errMessage(err)) && !code?.match(/^[0-9A-Z]{5}$/)) return 'MKPI_CONFIG';
+  // TLS negotiation failures (no SSL on the server, untrusted certificate) are settings to fix.
+  if (!(code && /^[0-9A-Z]{5}$/.test(code)) && /\bssl\b|certificate/i.test(errMessage(err))) return 'MKPI_CONFIG';
   return undefined;
 }
 
@@ -251,6 +252,7 @@ export class PostgresWarehouse implements Warehouse {
   private work: Conn | undefined;
   private workQueue: Promise<unknown> = Promise.resolve();
   private lock: { conn: Conn; backendPid: number; released: boolean } | undefined;
+  private readonly loading = new Set<Conn>();
   private closed = false;
 
   constructor(connectionString: string, opts: PostgresWarehouseOptions) {
@@ -339,8 +341,9 @@ export class PostgresWarehouse implements Warehouse {
     const message = this.scrub(raw);
     // The cause is kept for debugging unless it would carry a secret along with it.
     const cause = message === raw ? err : undefined;
-    const details = { operation: what, ...(sqlstate ? { sqlstate } : {}) };
-    const suffix = sqlstate && /^[0-9A-Z]{5}$/.test(sqlstate) ? ` (SQLSTATE ${sqlstate})` : '';
+    const isSqlstate = sqlstate !== undefined && /^[0-9A-Z]{5}$/.test(sqlstate);
+    const details = { operation: what, ...(sqlstate ? (isSqlstate ? { sqlstate } : { errno: sqlstate }) : {}) };
+    const suffix = isSqlstate ? ` (SQLSTATE ${sqlstate})` : '';
     switch (code) {
       case 'MKPI_WAREHOUSE_UNAVAILABLE':
         return new MkpiError(code, `warehouse ${this.description} unavailable while ${what}: ${message}${suffix}`, {
@@ -466,7 +469,7 @@ export class PostgresWarehouse implements Warehouse {
     // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits.
     const r = await c.query<{ pid: number; application_name: string | null; backend_start: Date | null; client_addr: string | null }>(
       `WITH k AS (SELECT hashtext($1)::bigint AS h)
-       SELECT a.pid, a.application_name, a.backend_start, a.client_addr::text AS client_addr
+       SELECT a.pid, a.application_name, a.backend_start, host(a.client_addr) AS client_addr
          FROM pg_locks l
          JOIN k ON l.classid = ((k.h >> 32) & 4294967295)::oid AND l.objid = (k.h & 4294967295)::oid
          LEFT JOIN pg_stat_activity a ON a.pid = l.pid
@@ -527,6 +530,7 @@ export class PostgresWarehouse implements Warehouse {
     checkBatch(batch);
     const ledger = mergeLedgerEntries(batch.ledger);
     const conn = await this.connect('loading');
+    this.loading.add(conn);
     const c = conn.client;
     const result: LoadResult = { hourlyRowsWritten: 0, genreRowsWritten: 0, hourlyRowsDeleted: 0, genreRowsDeleted: 0 };
     let inTransaction = false;
@@ -578,6 +582,8 @@ export class PostgresWarehouse implements Warehouse {
 
       await this.checkLockStillHeld(c);
       await batch.onStep?.('before-commit');
+      // Closed under us (close() while loading): known not to be committed.
+      if (conn.dead) throw new Error('Connection terminated before COMMIT');
       committing = true;
       await c.query('COMMIT');
       inTransaction = false;
@@ -596,6 +602,7 @@ export class PostgresWarehouse implements Warehouse {
             : undefined,
       );
     } finally {
+      this.loading.delete(conn);
       await c.end().catch(() => undefined);
     }
     await batch.onStep?.('committed');
@@ -657,6 +664,12 @@ export class PostgresWarehouse implements Warehouse {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // close() during a load is an interruption (SIGINT): dropping the connection makes the
+    // server roll the transaction back, instead of waiting for a load that may take minutes.
+    for (const conn of this.loading) {
+      conn.dead = true;
+      await conn.client.end().catch(() => undefined);
+    }
     const lock = this.lock;
     if (lock && !lock.released) {
       lock.released = true;
@@ -781,6 +794,8 @@ export function describeUrl(url: string): { description: string; secrets: string
     return { description: `${u.protocol}//${user}${u.host}${u.pathname}`, secrets };
   } catch {
     // Not a WHATWG-parsable URL (multi-host, say): strip what could hold a password.
+    const pw = /^[a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*:([^@\s]*)@/i.exec(url)?.[1];
+    if (pw) secrets.push(pw);
     const noQuery = url.replace(/[?#].*$/s, '');
     return { description: redact(noQuery).replace(/:\*\*\*@/, '@'), secrets };
   }

@@ -149,7 +149,9 @@ export interface FaultyProxy {
 
 function isGetObject(req: http.IncomingMessage): boolean {
   const url = new URL(req.url ?? '/', 'http://x');
-  return req.method === 'GET' && url.pathname.split('/').filter(Boolean).length >= 2 && url.search === '';
+  // The SDK adds ?x-id=GetObject; any other query names a sub-resource (acl, tagging, list...).
+  const subresources = [...url.searchParams.keys()].filter((k) => k !== 'x-id');
+  return req.method === 'GET' && url.pathname.split('/').filter(Boolean).length >= 2 && subresources.length === 0;
 }
 
 /** An HTTP proxy to `target` (http://host:port) that cuts responses mid-body according to `plan`. */
@@ -200,6 +202,8 @@ export async function startFaultyProxy(target: string, plan: FaultPlan): Promise
         return;
       }
       record.cut = true;
+      // Headers first, always: the fault under test is a body cut, not a failed request.
+      res.flushHeaders();
       await pipeline(up, new Cutter(plan.cutAfterBytes, () => {
         cuts += 1;
         const socket = res.socket;

@@ -3,6 +3,7 @@ import { outputOptions, warehouseOptions, type OutputArgs, type WarehouseArgs } 
 import { execute } from '../main.js';
 import { formatCell, table } from '../output.js';
 import { csvField } from '../../text.js';
+import { MkpiError } from '../../errors.js';
 
 type Args = WarehouseArgs & OutputArgs & { sql: string; csv: boolean };
 
@@ -13,10 +14,10 @@ export const command: CommandModule<object, Args> = {
     warehouseOptions(outputOptions(y))
       .positional('sql', { type: 'string', demandOption: true, describe: 'SQL to run' })
       .option('csv', { type: 'boolean', default: false, describe: 'print CSV' })
-      .conflicts('json', 'csv')
       .example("$0 query 'select * from reporting_schema.hourly_kpis order by 1, 2'", '') as unknown as Argv<Args>,
   handler: (args) =>
     execute(args, 'query', async (rt) => {
+      if (args.json && args.csv) throw new MkpiError('MKPI_USAGE', '--json and --csv are mutually exclusive');
       const warehouse = await rt.openWarehouse(args);
       const { columns, rows } = await warehouse.query(args.sql);
       if (args.json) {

@@ -1,0 +1,98 @@
+// Picks the warehouse a command talks to. Precedence, most explicit first:
+// --warehouse URL > DATABASE_URL > PG* variables > the embedded PostgreSQL of the home.
+
+import { MkpiError, redact } from '../errors.js';
+import { startEmbedded } from './embedded.js';
+import { PostgresWarehouse, quoteSchema } from './postgres.js';
+import type { Warehouse } from './warehouse.js';
+
+export interface OpenedWarehouse {
+  warehouse: Warehouse;
+  embedded: boolean;
+  /** Closes the connections and, for the embedded warehouse, stops the server. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface OpenWarehouseOptions {
+  warehouse?: string;
+  env: NodeJS.ProcessEnv;
+  schema: string;
+  home: string;
+  log?: (l: string) => void;
+}
+
+/** The variables libpq-style clients (and pg) take a connection from. */
+const PG_VARIABLES = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'] as const;
+
+function checkUrl(url: string, from: string): void {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
+  if (scheme === 'postgres' || scheme === 'postgresql') return;
+  // The URL may hold a password: never echo it back.
+  const shown = redact(url).replace(/[?#].*$/s, '');
+  if (scheme === 'redshift') {
+    throw new MkpiError('MKPI_CONFIG', `${from}: Redshift warehouses are not supported yet (${shown})`, {
+      hint: 'use a postgres:// or postgresql:// URL, or leave the warehouse unset for the embedded PostgreSQL',
+    });
+  }
+  throw new MkpiError('MKPI_CONFIG', `${from}: unsupported warehouse URL ${scheme ? `scheme "${scheme}"` : `"${shown}"`}`, {
+    hint: 'expected postgres://user@host:port/database or postgresql://…',
+  });
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let p: Promise<void> | undefined;
+  return () => (p ??= fn());
+}
+
+export async function openWarehouse(opts: OpenWarehouseOptions): Promise<OpenedWarehouse> {
+  // Before anything starts: a bad schema name must not cost a server start.
+  quoteSchema(opts.schema);
+
+  const explicit = opts.warehouse?.trim() ? { url: opts.warehouse.trim(), from: '--warehouse' } : undefined;
+  const fromEnv = opts.env.DATABASE_URL?.trim() ? { url: opts.env.DATABASE_URL.trim(), from: 'DATABASE_URL' } : undefined;
+  const chosen = explicit ?? fromEnv;
+  if (chosen) {
+    checkUrl(chosen.url, chosen.from);
+    const warehouse = new PostgresWarehouse(chosen.url, { schema: opts.schema });
+    return { warehouse, embedded: false, stop: once(() => warehouse.close()) };
+  }
+
+  if (PG_VARIABLES.some((v) => opts.env[v])) {
+    // Passed explicitly rather than left to pg, which would read process.env instead of opts.env.
+    const port = opts.env.PGPORT ? Number(opts.env.PGPORT) : undefined;
+    if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
+      throw new MkpiError('MKPI_CONFIG', `PGPORT is not a port number: ${JSON.stringify(opts.env.PGPORT)}`);
+    }
+    const warehouse = new PostgresWarehouse('', {
+      schema: opts.schema,
+      config: {
+        host: opts.env.PGHOST || undefined,
+        port,
+        database: opts.env.PGDATABASE || undefined,
+        user: opts.env.PGUSER || undefined,
+        password: opts.env.PGPASSWORD || undefined,
+      },
+    });
+    return { warehouse, embedded: false, stop: once(() => warehouse.close()) };
+  }
+
+  const server = await startEmbedded({ home: opts.home, log: opts.log });
+  let warehouse: PostgresWarehouse;
+  try {
+    warehouse = new PostgresWarehouse(server.url, { schema: opts.schema });
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return {
+    warehouse,
+    embedded: true,
+    stop: once(async () => {
+      try {
+        await warehouse.close();
+      } finally {
+        await server.stop();
+      }
+    }),
+  };
+}
