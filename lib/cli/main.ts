@@ -40,9 +40,12 @@ export async function main(argv: string[]): Promise<void> {
     .strict()
     .recommendCommands()
     .epilog(
-      'Exit codes: 0 ok, 64 usage, 65 input invalid (schema or thresholds), 66 no input, 69 service unavailable,\n' +
-        '70 internal, 74 loaded but archive failed, 75 retry later (another run holds the lock), 78 config.\n' +
-        'Options can also be set as MUSICKPI_<OPTION> environment variables (flags win).',
+      [
+        'Exit codes: 0 ok · 64 usage · 65 input invalid (schema, thresholds) · 66 no input',
+        '  69 service unavailable · 70 internal · 74 loaded but archive failed',
+        '  75 retry later (run lock held) · 78 config · 130/143 interrupted',
+        'Every option can also be set as MUSICKPI_<OPTION> (e.g. MUSICKPI_MAX_BAD_ROWS); flags win.',
+      ].join('\n'),
     )
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err, y) => {

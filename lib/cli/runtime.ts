@@ -1,9 +1,11 @@
 // What every command needs around the library: signals, the lake, the warehouse (with the
 // embedded server's lifecycle), fault injection for tests, and turning outcomes into exit codes.
 
+import { writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Lake } from '../lake/lake.js';
 import { openLake } from '../lake/open.js';
+import { HookedLake } from '../lake/hooked.js';
 import { openWarehouse } from '../warehouse/open.js';
 import type { Warehouse } from '../warehouse/warehouse.js';
 import { MkpiError, redact, toMkpiError } from '../errors.js';
@@ -19,7 +21,65 @@ export interface Runtime {
   interruptedBy(): NodeJS.Signals | undefined;
   openLake(args: LakeArgs): Lake;
   openWarehouse(args: WarehouseArgs): Promise<Warehouse>;
-  fault: ((point: FaultPoint) => void) | undefined;
+  /** Test-only hooks (see testHooks); undefined in production. */
+  fault: ((point: FaultPoint) => void | Promise<void>) | undefined;
+}
+
+/**
+ * Test-only hooks, active only when one of these variables is set (tests set them; nothing else
+ * should):
+ *
+ * - MKPI_TEST_FAULT=<point>: the process SIGKILLs itself the first time it reaches <point>, as a
+ *   crash or `kill -9` would: no cleanup, no exit handler, connections dropped by the kernel.
+ * - MKPI_TEST_PAUSE=<point>[,<point>…]: the first time it reaches each <point>, the process
+ *   writes "MKPI_TEST_PAUSED <point>" on stderr and waits until it gets SIGUSR2 (resume) or is
+ *   interrupted (SIGINT/SIGTERM: the pause ends and the interruption takes its course). This
+ *   makes "a signal during stage X" or "a file lands while archive runs" deterministic.
+ *
+ * Points: every FaultPoint of lib/pipeline.ts (in run order: after-lock, after-list, mid-parse,
+ * after-scan, mid-copy, staged, mid-merge, merged, before-commit, after-commit,
+ * after-archive-list, after-archive-copy, after-archive-mark, after-archive-delete), plus the lake
+ * points of lib/lake/hooked.ts: "list:<prefix>" and "read:<key>" (mid-read of that object).
+ * 'mid-parse' can only kill (the parser does not wait for it); pause a read:<key> instead.
+ */
+export interface TestHooks {
+  fault: (point: string) => void | Promise<void>;
+  wants: (point: string) => boolean;
+}
+
+let usr2Installed = false;
+
+export function testHooks(env: NodeJS.ProcessEnv, signal: AbortSignal): TestHooks | undefined {
+  const killAt = env.MKPI_TEST_FAULT?.trim() || undefined;
+  const pauseAt = new Set((env.MKPI_TEST_PAUSE ?? '').split(',').map((p) => p.trim()).filter(Boolean));
+  if (!killAt && pauseAt.size === 0) return undefined;
+  const waiting = new Set<() => void>();
+  if (pauseAt.size > 0 && !usr2Installed) {
+    usr2Installed = true;
+    // Kept for the life of the process: a resume that arrives after the pause ended (the run
+    // failed meanwhile) must not kill the process with SIGUSR2's default action.
+    process.on('SIGUSR2', () => {
+      for (const resume of [...waiting]) resume();
+    });
+  }
+  return {
+    wants: (point) => point === killAt || pauseAt.has(point),
+    fault(point) {
+      if (point === killAt) process.kill(process.pid, 'SIGKILL');
+      if (!pauseAt.delete(point)) return;
+      // Synchronous, so the line is out before the test reacts to it.
+      writeSync(2, `MKPI_TEST_PAUSED ${point}\n`);
+      return new Promise<void>((resolvePause) => {
+        const done = () => {
+          waiting.delete(done);
+          signal.removeEventListener('abort', done);
+          resolvePause();
+        };
+        waiting.add(done);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    },
+  };
 }
 
 
@@ -54,7 +114,7 @@ export async function withRuntime(
   process.on('SIGTERM', onSignal);
 
   const home = resolve(args.home ?? '.musickpi');
-  const faultPoint = process.env.MKPI_TEST_FAULT;
+  const hooks = testHooks(process.env, controller.signal);
   const rt: Runtime = {
     signal: controller.signal,
     progress,
@@ -66,7 +126,7 @@ export async function withRuntime(
         forcePathStyle: a['s3-force-path-style'],
       });
       closers.push(() => lake.close());
-      return lake;
+      return hooks ? new HookedLake(lake, hooks.fault, hooks.wants) : lake;
     },
     async openWarehouse(a) {
       if (a.warehouse && /^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(a.warehouse)) {
@@ -83,11 +143,7 @@ export async function withRuntime(
       if (opened.embedded) progress.log(`using the embedded PostgreSQL in ${home}`);
       return opened.warehouse;
     },
-    fault: faultPoint
-      ? (point) => {
-          if (point === faultPoint) process.kill(process.pid, 'SIGKILL');
-        }
-      : undefined,
+    fault: hooks?.fault,
   };
 
   let code: number;

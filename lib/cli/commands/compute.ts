@@ -1,11 +1,12 @@
-import type { Argv, CommandModule } from 'yargs';
 import { computeOptions, lakeOptions, outputOptions, warehouseOptions } from '../options.js';
-import { pipelineCommand, type PipelineArgs } from './pipeline-command.js';
-import { execute } from '../main.js';
+import { pipelineModule } from './pipeline-command.js';
 
-export const command: CommandModule<object, PipelineArgs> = {
-  command: 'compute',
-  describe: 'validate, compute and load the KPIs (no archive)',
-  builder: (y: Argv) => computeOptions(warehouseOptions(lakeOptions(outputOptions(y)))) as unknown as Argv<PipelineArgs>,
-  handler: (args) => execute(args, 'compute', (rt) => pipelineCommand('compute', args, rt)),
-};
+export const command = pipelineModule(
+  'compute',
+  'validate, compute and load the KPIs (no archive)',
+  (y) => computeOptions(warehouseOptions(lakeOptions(outputOptions(y)))),
+  [
+    ['$0 compute --lake ./lake --kpis hourly', 'load only hourly_kpis'],
+    ['$0 compute --lake ./lake --dry-run --json', 'what would be loaded, writing nothing'],
+  ],
+);

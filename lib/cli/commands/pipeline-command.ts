@@ -6,6 +6,8 @@ import { newReport, newRunId, setError, type Command } from '../../report.js';
 import { redact, toMkpiError } from '../../errors.js';
 import { checkCount, layoutFrom, parseKpis, rejectsKey, type ComputeArgs, type LakeArgs, type OutputArgs, type WarehouseArgs } from '../options.js';
 import type { Runtime } from '../runtime.js';
+import type { Argv, CommandModule } from 'yargs';
+import { execute } from '../main.js';
 import { summary } from '../output.js';
 
 export type PipelineArgs = LakeArgs & WarehouseArgs & OutputArgs & Partial<ComputeArgs>;
@@ -53,4 +55,23 @@ export async function pipelineCommand(command: Command, args: PipelineArgs, rt: 
     process.stderr.write(`musickpi ${command}: ${report.error.code}: ${redact(report.error.message)}\n`);
   }
   return report.error?.code;
+}
+
+/** A yargs command module for one of the pipeline commands. */
+export function pipelineModule(
+  command: Command,
+  describe: string,
+  builder: (y: Argv) => Argv<unknown>,
+  examples: [string, string][],
+): CommandModule<object, PipelineArgs> {
+  return {
+    command,
+    describe,
+    builder: (y: Argv) => {
+      let b = builder(y);
+      for (const [cmd, text] of examples) b = b.example(cmd, text);
+      return b as unknown as Argv<PipelineArgs>;
+    },
+    handler: (args) => execute(args, command, (rt) => pipelineCommand(command, args, rt)),
+  };
 }

@@ -3,7 +3,7 @@ import { outputOptions, warehouseOptions, type OutputArgs, type WarehouseArgs } 
 import { execute } from '../main.js';
 import { formatCell, table } from '../output.js';
 import { csvField } from '../../text.js';
-import { MkpiError } from '../../errors.js';
+import { MkpiError, isMkpiError } from '../../errors.js';
 
 type Args = WarehouseArgs & OutputArgs & { sql: string; csv: boolean };
 
@@ -19,7 +19,16 @@ export const command: CommandModule<object, Args> = {
     execute(args, 'query', async (rt) => {
       if (args.json && args.csv) throw new MkpiError('MKPI_USAGE', '--json and --csv are mutually exclusive');
       const warehouse = await rt.openWarehouse(args);
-      const { columns, rows } = await warehouse.query(args.sql);
+      const { columns, rows } = await warehouse.query(args.sql).catch((err: unknown) => {
+        // The statement is the user's input: a database error about it is a usage error, not a bug.
+        if (isMkpiError(err) && err.code === 'MKPI_INTERNAL') {
+          throw new MkpiError('MKPI_USAGE', err.message.replace(/^warehouse error while running a query: /, ''), {
+            hint: "the KPI tables are reporting_schema.hourly_kpis and reporting_schema.genre_level_kpis (after a first run or `musickpi init`)",
+            cause: err,
+          });
+        }
+        throw err;
+      });
       if (args.json) {
         const objects = rows.map((r) => Object.fromEntries(columns.map((c, i) => [c, r[i]])));
         process.stdout.write(JSON.stringify(objects, null, 2) + '\n');

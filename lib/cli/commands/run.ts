@@ -1,11 +1,12 @@
-import type { Argv, CommandModule } from 'yargs';
 import { computeOptions, lakeOptions, outputOptions, warehouseOptions } from '../options.js';
-import { pipelineCommand, type PipelineArgs } from './pipeline-command.js';
-import { execute } from '../main.js';
+import { pipelineModule } from './pipeline-command.js';
 
-export const command: CommandModule<object, PipelineArgs> = {
-  command: 'run',
-  describe: 'validate, compute and load the KPIs, then archive the loaded stream files',
-  builder: (y: Argv) => computeOptions(warehouseOptions(lakeOptions(outputOptions(y)))) as unknown as Argv<PipelineArgs>,
-  handler: (args) => execute(args, 'run', (rt) => pipelineCommand('run', args, rt)),
-};
+export const command = pipelineModule(
+  'run',
+  'validate, compute and load the KPIs, then archive the loaded stream files',
+  (y) => computeOptions(warehouseOptions(lakeOptions(outputOptions(y)))),
+  [
+    ['$0 run --lake ./lake', 'on the embedded PostgreSQL'],
+    ['$0 run --lake s3://bucket/music --warehouse postgresql://etl@db/analytics --json', 'in a scheduler'],
+  ],
+);
