@@ -19,6 +19,16 @@ build: install
 test: install
 	npm test
 
+# The reliability suites on their own (docs/reliability.md): a crash at every fault point,
+# SIGINT/SIGTERM in every stage, flaky S3 and PostgreSQL, concurrent runs, stream stages.
+# `make test` runs them as well.
+RELIABILITY_TESTS := test/unit/archive-etag.test.ts test/integration/stream-stages.test.ts \
+	test/integration/ledger-upgrade.test.ts test/integration/flaky-s3.test.ts test/integration/flaky-pg.test.ts \
+	test/e2e/faults.test.ts test/e2e/signals.test.ts test/e2e/concurrency.test.ts
+test-faults: build
+	npx mocha --no-config -n import=tsx -n openssl-legacy-provider --require test/support/global-fixtures.ts \
+	  --timeout 60000 $(RELIABILITY_TESTS)
+
 # Runs the pipeline on a copy of the bundled sample lake with the embedded PostgreSQL, then shows the KPIs.
 demo: build
 	rm -rf $(DEMO_LAKE) && mkdir -p .musickpi && cp -rp fixtures/sample $(DEMO_LAKE)
@@ -26,8 +36,10 @@ demo: build
 	$(BIN) query --quiet 'select * from reporting_schema.hourly_kpis order by listen_date, listen_hour limit 12'
 	$(BIN) query --quiet 'select * from reporting_schema.genre_level_kpis order by listen_date, listen_count desc, track_genre limit 12'
 
+# The benchmark of issue 3, which doubles as a differential test against DuckDB: regenerates
+# docs/performance.md (lakes cached under tmp/bench/). BENCH_ARGS=--quick: a small lake, for a smoke test.
 bench: build
-	npm run bench
+	npm run bench -- $(BENCH_ARGS)
 
 clean:
 	rm -rf dist .musickpi

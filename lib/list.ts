@@ -95,13 +95,27 @@ export function archiveKeys(layout: LakeLayout, key: string, fingerprint: string
   return [layout.archive + base, `${layout.archive}${stem}~${tag}${ext}`];
 }
 
+/**
+ * Whether `obj` is the file `entry` records: the same fingerprint, or, at the key the ledger
+ * says archive put it, the copy's fingerprint recorded then (a copy can get a new one: on S3,
+ * multipart and SSE-KMS objects do). Ledgers from before that fingerprint was recorded have only
+ * the size to check the recorded archive key against.
+ */
+export function isLedgerFile(obj: LakeObject, entry: LedgerEntry): boolean {
+  if (obj.fingerprint === entry.fingerprint) return true;
+  if (obj.key !== entry.archivedKey || obj.size !== entry.size) return false;
+  return entry.archivedFingerprint ? obj.fingerprint === entry.archivedFingerprint : true;
+}
+
 /** Finds a loaded file wherever it is now: where the ledger says, still in streams/, or in the archive. */
 export async function locate(lake: Lake, layout: LakeLayout, entry: LedgerEntry): Promise<LakeObject> {
   const candidates = [entry.archivedKey, entry.fileKey, ...archiveKeys(layout, entry.fileKey, entry.fingerprint)];
+  const tried = new Set<string>();
   for (const key of candidates) {
-    if (!key) continue;
+    if (!key || tried.has(key)) continue;
+    tried.add(key);
     const obj = await lake.stat(key);
-    if (obj && obj.fingerprint === entry.fingerprint) return obj;
+    if (obj && isLedgerFile(obj, entry)) return obj;
   }
   throw new MkpiError('MKPI_LEDGER_FILE_MISSING', `${entry.fileKey} was loaded earlier but is no longer in the lake`, {
     hint: `its dates (${entry.dates.join(', ')}) need it to be recomputed; restore it to ${layout.streams} or ${layout.archive}`,

@@ -49,6 +49,10 @@ function daysFromCivil(y: number, m: number, d: number): number {
   return era * 146097 + doe - 719468;
 }
 
+/** Hour keys of 0001-01-01 00h and 9999-12-31 23h UTC: the range of a YYYY-MM-DD listen_date. */
+const MIN_HOUR_KEY = daysFromCivil(1, 1, 1) * 24;
+const MAX_HOUR_KEY = daysFromCivil(9999, 12, 31) * 24 + 23;
+
 /** Epoch day of a YYYY-MM-DD date at s[0..9], or NaN when it is not a real date. */
 function scanDate(s: string): number {
   const yh = twoDigits(s, 0);
@@ -64,7 +68,7 @@ function scanDate(s: string): number {
 
 /**
  * UTC hour key (epochDay * 24 + hour) of a trimmed listen_time, or NaN when it is not one of
- * the formats of spec §2.
+ * the formats of spec §2 or its UTC instant falls outside years 0001-9999.
  */
 export function parseListenTime(s: string): number {
   const n = s.length;
@@ -106,7 +110,11 @@ export function parseListenTime(s: string): number {
   // +05:30, which move 10:20 into the 04h UTC hour.
   const offset = oh * 60 + om;
   const utcMinutes = (day * 24 + hour) * 60 + min + (z === PLUS ? -offset : offset);
-  return Math.floor(utcMinutes / 60);
+  const key = Math.floor(utcMinutes / 60);
+  // listen_date is a YYYY-MM-DD date (spec §2-§3), so the UTC instant must fall in years
+  // 0001-9999 too: an offset can push 0001-01-01 00:30+01:00 into year 0 (which PostgreSQL's
+  // DATE cannot take in that form) or 9999-12-31 23:30-01:00 into year 10000.
+  return key < MIN_HOUR_KEY || key > MAX_HOUR_KEY ? NaN : key;
 }
 
 /** "YYYY-MM-DD" of an epoch day (civil_from_days; any integer day, negative included). */

@@ -8,18 +8,26 @@ import { filesToReread, listStreamFiles, locate, planPending, type LakeLayout, t
 import { loadDimensions, scanStreamFile, type StreamScan } from './scan.js';
 import { create, ordinalRanks, result, type KpiState } from './reduce.js';
 import { RejectSink } from './rejects.js';
+import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel, type ParallelOptions } from './parallel-scan.js';
 import { archiveLoaded, type ArchiveFault } from './archive.js';
 import { buildBatch } from './load.js';
 import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS, type Dimensions } from './validate.js';
 import { dateToDay, dayToDate } from './listen-time.js';
 import { newReport, setError, type Command, type RunReport, type Stage } from './report.js';
 
+/**
+ * Test-only points, in run order, at which `fault` is called (the CLI kills itself there under
+ * MKPI_TEST_FAULT, or pauses under MKPI_TEST_PAUSE). 'mid-copy', 'staged', 'mid-merge',
+ * 'merged', 'before-commit' are inside the load transaction; see ArchiveFault for the archive's.
+ */
 export type FaultPoint =
   | 'after-lock'
   | 'after-list'
   | 'mid-parse'
   | 'after-scan'
+  | 'mid-copy'
   | 'staged'
+  | 'mid-merge'
   | 'merged'
   | 'before-commit'
   | 'after-commit'
@@ -48,6 +56,8 @@ export interface PipelineOptions {
   onEvent?: (e: PipelineEvent) => void;
   /** Test-only fault injection: called at each named point. */
   fault?: (point: FaultPoint) => void | Promise<void>;
+  /** Reading new stream files in worker threads (parallel-scan.ts); absent: in the calling thread. */
+  parallel?: ParallelOptions;
 }
 
 class Timer {
@@ -119,10 +129,18 @@ async function archiveStage(
   const warehouse = opts.warehouse!;
   if (report.dryRun) return;
   if (!(await warehouse.isInitialised())) return;
+  // `archive` alone never ran init(): bring an older ledger up to date (idempotent, cheap).
+  if (opts.command === 'archive') await warehouse.init();
   emit({ type: 'stage', stage: 'archive', message: 'archiving loaded stream files' });
   await timer.stage('archive', () =>
     archiveLoaded(opts.lake, warehouse, opts.layout, {
       fault: opts.fault,
+      signal: opts.signal,
+      onSkip: (key, reason) => {
+        const message = `${key} not archived: ${reason}`;
+        report.warnings.push(message);
+        emit({ type: 'warn', message });
+      },
       onFile: (f) => {
         report.archived.push(f);
         if (f.renamed) {
@@ -238,6 +256,7 @@ async function computeStage(
     report.rowsWritten.genre_level_kpis = batch.genre?.rows.length ?? 0;
     if (report.dryRun || plan.pending.length === 0) return;
 
+    checkAborted(signal);
     emit({ type: 'stage', stage: 'load', message: `loading into ${warehouse!.description}` });
     await timer.stage('load', () =>
       warehouse!.load({
@@ -263,24 +282,27 @@ async function scanPending(
   rejects: RejectSink | undefined,
   emit: (e: PipelineEvent) => void,
 ): Promise<StreamScan[]> {
-  const scans: StreamScan[] = [];
   let rows = 0;
+  let filesDone = 0;
   let faulted = false;
   emit({ type: 'stage', stage: 'streams', message: `reading ${pending.length} stream file(s)` });
-  for (const [i, p] of pending.entries()) {
-    const scan = await scanStreamFile(opts.lake, p.obj, dims, state, {
-      signal: opts.signal,
-      rejects,
-      onRows: (n) => {
-        rows += n;
-        emit({ type: 'progress', rows, files: i, totalFiles: pending.length });
-        if (!faulted && opts.fault) {
-          faulted = true;
-          void opts.fault('mid-parse');
-        }
-      },
-    });
-    scans.push(scan);
+  // Progress and the mid-parse fault point stay in this thread, whichever thread reads.
+  const onRows = (n: number) => {
+    rows += n;
+    emit({ type: 'progress', rows, files: filesDone, totalFiles: pending.length });
+    if (!faulted && opts.fault) {
+      faulted = true;
+      void opts.fault('mid-parse');
+    }
+  };
+  // The report is filled file by file, in listing order, so a failed run still shows its counts.
+  const record = (scan: StreamScan) => {
+    filesDone++;
+    if (scan.duplicateHeaders.length > 0) {
+      const message = `${scan.key}: repeated header name(s) ${scan.duplicateHeaders.join(', ')}; the first column of each is used`;
+      report.warnings.push(message);
+      emit({ type: 'warn', message });
+    }
     const totals = report.totals;
     totals.files++;
     totals.bytes += scan.bytes;
@@ -297,6 +319,21 @@ async function scanPending(
       status: scan.schemaError ? 'schema_error' : 'read',
       ...(scan.schemaError ? { error: scan.schemaError.message } : {}),
     });
+  };
+  const files = pending.map((p) => p.obj);
+  const workers = plannedWorkers(opts.parallel, files);
+  let scans: StreamScan[];
+  if (workers > 0) {
+    const lake = opts.parallel!.lake!;
+    const local = (opts.parallel!.mainReads ?? DEFAULT_MAIN_READS) ? opts.lake : undefined;
+    scans = await scanFilesParallel(files, dims, state, { lake, workers, local, signal: opts.signal, rejects, onRows, onScan: record });
+  } else {
+    scans = [];
+    for (const obj of files) {
+      const scan = await scanStreamFile(opts.lake, obj, dims, state, { signal: opts.signal, rejects, onRows });
+      scans.push(scan);
+      record(scan);
+    }
   }
   emit({ type: 'progress', rows, files: pending.length, totalFiles: pending.length });
   report.totals.badRows = BAD_ROW_REASONS.reduce((a, r) => a + report.totals.rejected[r], 0);

@@ -24,47 +24,92 @@ export interface ReduceDims {
   userAgeGroup: Int8Array; // user index -> age group index, -1 when unknown
 }
 
+/**
+ * One hour's state. It starts sparse: a log of (track, user) pairs, so that a lake whose rows
+ * spread over many hours (a backfill, a year of late data, hostile timestamps) costs memory in
+ * proportion to its rows, not hours × catalogue. Once the log would cost a quarter of the
+ * dense form, the hour turns dense: a counter per track and a bitset of listeners.
+ */
 export interface HourState {
   count: number;
-  tracks: Int32Array; // listens per track index
-  users: Int32Array; // bitset of user indexes
+  tracks: Int32Array | null; // dense: listens per track index
+  users: Int32Array | null; // dense: bitset of user indexes
+  log: Int32Array | null; // sparse: track, user, track, user, …
+  logLen: number; // ints used in `log`
   ages: Float64Array; // listens per age group
 }
 
 export interface KpiState {
   trackCount: number;
   userCount: number;
+  /** Log length (ints) past which an hour turns dense. */
+  denseAt: number;
   hours: Map<number, HourState>; // key: epochDay * 24 + hour
 }
 
 export function create(trackCount: number, userCount: number): KpiState {
-  return { trackCount, userCount, hours: new Map() };
+  const denseInts = trackCount + ((userCount + 31) >>> 5);
+  return { trackCount, userCount, denseAt: Math.max(64, denseInts >>> 2), hours: new Map() };
 }
 
-function newHour(state: KpiState): HourState {
-  return {
-    count: 0,
-    tracks: new Int32Array(state.trackCount),
-    users: new Int32Array((state.userCount + 31) >>> 5),
-    ages: new Float64Array(AGE_GROUPS.length),
-  };
+function newHour(): HourState {
+  return { count: 0, tracks: null, users: null, log: new Int32Array(16), logLen: 0, ages: new Float64Array(AGE_GROUPS.length) };
 }
 
 export function hourState(state: KpiState, hourKey: number): HourState {
   let h = state.hours.get(hourKey);
   if (h === undefined) {
-    h = newHour(state);
+    h = newHour();
     state.hours.set(hourKey, h);
   }
   return h;
+}
+
+/** Turns a sparse hour dense. */
+export function densify(state: KpiState, h: HourState): void {
+  if (h.tracks !== null) return;
+  const tracks = new Int32Array(state.trackCount);
+  const users = new Int32Array((state.userCount + 31) >>> 5);
+  const log = h.log!;
+  for (let i = 0; i < h.logLen; i += 2) {
+    tracks[log[i]]++;
+    const u = log[i + 1];
+    users[u >>> 5] |= 1 << (u & 31);
+  }
+  h.tracks = tracks;
+  h.users = users;
+  h.log = null;
+  h.logLen = 0;
+}
+
+/** The sparse half of add(): kept out of line so the dense path stays small. */
+export function addSparse(state: KpiState, h: HourState, track: number, user: number): void {
+  let log = h.log!;
+  if (h.logLen + 2 > log.length) {
+    if (log.length >= state.denseAt) {
+      densify(state, h);
+      h.tracks![track]++;
+      h.users![user >>> 5] |= 1 << (user & 31);
+      return;
+    }
+    const grown = new Int32Array(Math.min(log.length * 2, state.denseAt + 2));
+    grown.set(log);
+    h.log = log = grown;
+  }
+  log[h.logLen++] = track;
+  log[h.logLen++] = user;
 }
 
 /** Adds one complete listen. ageGroup is -1 for a user of unknown age. */
 export function add(state: KpiState, hourKey: number, track: number, user: number, ageGroup: number): void {
   const h = hourState(state, hourKey);
   h.count++;
-  h.tracks[track]++;
-  h.users[user >>> 5] |= 1 << (user & 31);
+  if (h.tracks !== null) {
+    h.tracks[track]++;
+    h.users![user >>> 5] |= 1 << (user & 31);
+  } else {
+    addSparse(state, h, track, user);
+  }
   if (ageGroup >= 0) h.ages[ageGroup]++;
 }
 
@@ -80,9 +125,27 @@ export function merge(a: KpiState, b: KpiState): KpiState {
       continue;
     }
     ha.count += hb.count;
-    for (let i = 0; i < ha.tracks.length; i++) ha.tracks[i] += hb.tracks[i];
-    for (let i = 0; i < ha.users.length; i++) ha.users[i] |= hb.users[i];
     for (let i = 0; i < ha.ages.length; i++) ha.ages[i] += hb.ages[i];
+    if (ha.tracks === null && hb.tracks === null) {
+      const log = hb.log!;
+      for (let i = 0; i < hb.logLen; i += 2) {
+        // addSparse may turn `ha` dense part-way through.
+        if (ha.tracks === null) addSparse(a, ha, log[i], log[i + 1]);
+        else {
+          ha.tracks[log[i]]++;
+          ha.users![log[i + 1] >>> 5] |= 1 << (log[i + 1] & 31);
+        }
+      }
+      continue;
+    }
+    densify(a, ha);
+    densify(b, hb);
+    const ta = ha.tracks!;
+    const tb = hb.tracks!;
+    for (let i = 0; i < ta.length; i++) ta[i] += tb[i];
+    const ua = ha.users!;
+    const ub = hb.users!;
+    for (let i = 0; i < ua.length; i++) ua[i] |= ub[i];
   }
   return a;
 }
@@ -140,6 +203,10 @@ export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = 
   const genreCount = new Float64Array(dims.genres.length);
   const genreDuration = new Float64Array(dims.genres.length);
   const genreBest = new Int32Array(dims.genres.length);
+  const scratchTracks = new Int32Array(T);
+  const scratchTrackList = new Int32Array(T);
+  const scratchUsers = new Int32Array((state.userCount + 31) >>> 5);
+  const scratchUserList = new Int32Array(state.userCount);
 
   for (const day of days) {
     const date = dayToDate(day);
@@ -151,9 +218,8 @@ export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = 
       if (h.count === 0) continue;
       let distinctTracks = 0;
       let nTouched = 0;
-      for (let t = 0; t < T; t++) {
-        const c = h.tracks[t];
-        if (c === 0) continue;
+      let users = 0;
+      const credit = (t: number, c: number): void => {
         distinctTracks++;
         dayTracks[t] += c;
         for (let j = dims.artistStart[t]; j < dims.artistStart[t + 1]; j++) {
@@ -161,6 +227,33 @@ export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = 
           if (artistCount[a] === 0) touched[nTouched++] = a;
           artistCount[a] += c;
         }
+      };
+      if (h.tracks !== null) {
+        for (let t = 0; t < T; t++) if (h.tracks[t] !== 0) credit(t, h.tracks[t]);
+        const bits = h.users!;
+        for (let i = 0; i < bits.length; i++) if (bits[i] !== 0) users += popcount32(bits[i]);
+      } else {
+        // Sparse hour: count into scratch arrays, visiting only the tracks and users it holds.
+        const log = h.log!;
+        let nTracks = 0;
+        let nUsers = 0;
+        for (let i = 0; i < h.logLen; i += 2) {
+          const t = log[i];
+          if (scratchTracks[t]++ === 0) scratchTrackList[nTracks++] = t;
+          const u = log[i + 1];
+          const bit = 1 << (u & 31);
+          if ((scratchUsers[u >>> 5] & bit) === 0) {
+            scratchUsers[u >>> 5] |= bit;
+            scratchUserList[nUsers++] = u;
+          }
+        }
+        const list = scratchTrackList.subarray(0, nTracks).sort();
+        for (const t of list) {
+          credit(t, scratchTracks[t]);
+          scratchTracks[t] = 0;
+        }
+        for (let i = 0; i < nUsers; i++) scratchUsers[scratchUserList[i] >>> 5] = 0;
+        users = nUsers;
       }
       let best = -1;
       for (let i = 0; i < nTouched; i++) {
@@ -171,8 +264,6 @@ export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = 
       }
       for (let i = 0; i < nTouched; i++) artistCount[touched[i]] = 0;
 
-      let users = 0;
-      for (let i = 0; i < h.users.length; i++) if (h.users[i] !== 0) users += popcount32(h.users[i]);
 
       let ageBest = -1;
       for (let g = 0; g < h.ages.length; g++) {

@@ -1,63 +1,154 @@
 // Rejected rows are never silently dropped (spec §3): each goes to a CSV with the file name,
 // line number and reason, plus the row as read. Rows are spooled to a local temp file (memory
 // stays flat however many rows are rejected) and published into the lake at the end.
+//
+// Worker threads (parallel-scan.ts) each write the rejects of one stream file to a spool file of
+// their own (RejectSpool: the same lines, no header); the main thread appends those spools to its
+// RejectSink in listing order, so the output is byte for byte what one thread would have written.
 
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync, createReadStream } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync, createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Lake } from './lake/lake.js';
 import { csvField } from './text.js';
 
 const FLUSH_AT = 1 << 20;
+const HEADER = 'file,line,reason,raw\n';
 
-export class RejectSink {
-  private readonly dir: string;
-  private readonly path: string;
+/** One line of the rejects CSV. */
+export function rejectLine(file: string, line: number, reason: string, fields: readonly string[]): string {
+  const raw = fields.map(csvField).join(',');
+  return `${csvField(file)},${line},${reason},${csvField(raw)}\n`;
+}
+
+/** Buffered, synchronous appends to one file: rejects lines, with or without the CSV header. */
+class LineFile {
   private fd: number;
   private buf: string[] = [];
   private bufLen = 0;
   count = 0;
 
-  constructor() {
-    this.dir = mkdtempSync(join(tmpdir(), 'musickpi-rejects-'));
-    this.path = join(this.dir, 'rejects.csv');
-    this.fd = openSync(this.path, 'w');
-    this.push('file,line,reason,raw\n');
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'w');
   }
 
   add(file: string, line: number, reason: string, fields: readonly string[]): void {
     this.count++;
-    const raw = fields.map(csvField).join(',');
-    this.push(`${csvField(file)},${line},${reason},${csvField(raw)}\n`);
+    this.push(rejectLine(file, line, reason, fields));
   }
 
-  private push(s: string): void {
+  push(s: string): void {
     this.buf.push(s);
     this.bufLen += s.length;
     if (this.bufLen >= FLUSH_AT) this.flush();
   }
 
-  private flush(): void {
+  flush(): void {
     if (this.buf.length === 0) return;
     writeSync(this.fd, this.buf.join(''));
     this.buf = [];
     this.bufLen = 0;
   }
 
+  /** Appends another file's bytes as they are. */
+  appendFile(path: string): void {
+    this.flush();
+    const fd = openSync(path, 'r');
+    try {
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      for (;;) {
+        const n = readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        let off = 0;
+        while (off < n) off += writeSync(this.fd, chunk, off, n - off);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    try {
+      this.flush();
+    } finally {
+      try {
+        closeSync(this.fd);
+      } catch {
+        // already closed
+      }
+      this.fd = -1;
+    }
+  }
+}
+
+/** The rejects of one stream file, written by a worker thread: rejects lines without a header. */
+export class RejectSpool {
+  private readonly file: LineFile;
+
+  constructor(path: string) {
+    this.file = new LineFile(path);
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  get count(): number {
+    return this.file.count;
+  }
+
+  add(file: string, line: number, reason: string, fields: readonly string[]): void {
+    this.file.add(file, line, reason, fields);
+  }
+
+  /** Flushes and closes the file; idempotent. */
+  close(): void {
+    this.file.close();
+  }
+}
+
+/** Where scanning code writes its rejects: the run's RejectSink, or a worker's RejectSpool. */
+export interface RejectWriter {
+  add(file: string, line: number, reason: string, fields: readonly string[]): void;
+}
+
+export class RejectSink implements RejectWriter {
+  private readonly dir: string;
+  private readonly file: LineFile;
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'musickpi-rejects-'));
+    this.file = new LineFile(join(this.dir, 'rejects.csv'));
+    this.file.push(HEADER);
+  }
+
+  /** Rows written so far. */
+  get count(): number {
+    return this.file.count;
+  }
+
+  add(file: string, line: number, reason: string, fields: readonly string[]): void {
+    this.file.add(file, line, reason, fields);
+  }
+
+  /** Appends a closed RejectSpool's rows (`count` of them), after the rows written so far. */
+  appendSpool(path: string, count: number): void {
+    if (count === 0) return;
+    this.file.appendFile(path);
+    this.file.count += count;
+  }
+
   /** Writes the rejects into the lake at `key`; returns false when there was nothing to write. */
   async publish(lake: Lake, key: string, signal?: AbortSignal): Promise<boolean> {
-    this.flush();
+    this.file.flush();
     if (this.count === 0) return false;
-    await lake.write(key, createReadStream(this.path), signal);
+    await lake.write(key, createReadStream(this.file.path), signal);
     return true;
   }
 
   dispose(): void {
-    try {
-      closeSync(this.fd);
-    } catch {
-      // already closed
-    }
+    this.file.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

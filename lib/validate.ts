@@ -99,6 +99,16 @@ export function splitArtists(raw: string): string[] {
   return out;
 }
 
+/**
+ * Whether a song value can land in a VARCHAR(255) KPI column: at most 255 characters (spec §2),
+ * and no U+0000, which PostgreSQL text cannot hold at all (the load would fail). A NUL is
+ * counted as `value_too_long` rather than silently stripped or replaced: either would make
+ * two distinct genres or IDs collide in the tables' primary keys.
+ */
+function storable(value: string): boolean {
+  return !exceedsCodePoints(value, MAX_VALUE_LENGTH) && !value.includes('\0');
+}
+
 export type SongCheck =
   | { ok: true; trackId: string; genre: string; durationMs: number; artists: string[] }
   | { ok: false; reason: SongRejectReason };
@@ -113,11 +123,7 @@ export function checkSong(fields: string[], h: ResolvedHeader): SongCheck {
   if (genre === '') return { ok: false, reason: 'missing_track_genre' };
   if (!DECIMAL.test(dur)) return { ok: false, reason: 'bad_duration_ms' };
   const artists = splitArtists(fields[iArtists]);
-  if (
-    exceedsCodePoints(trackId, MAX_VALUE_LENGTH) ||
-    exceedsCodePoints(genre, MAX_VALUE_LENGTH) ||
-    artists.some((a) => exceedsCodePoints(a, MAX_VALUE_LENGTH))
-  ) {
+  if (!storable(trackId) || !storable(genre) || !artists.every(storable)) {
     return { ok: false, reason: 'value_too_long' };
   }
   return { ok: true, trackId, genre, durationMs: Number(dur), artists };

@@ -33,6 +33,7 @@ export interface ComputeArgs {
   'dry-run': boolean;
   'max-bad-rows': number;
   'max-orphan-rows'?: number;
+  workers?: number;
 }
 
 export function lakeOptions<T>(y: Argv<T>) {
@@ -69,7 +70,12 @@ export function computeOptions<T>(y: Argv<T>) {
     .option('kpis', { type: 'string', default: KPI_TABLES.join(','), describe: 'KPI tables to compute: hourly, genre', group: 'Compute:' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'read, validate and compute; write nothing, move nothing', group: 'Compute:' })
     .option('max-bad-rows', { type: 'number', default: 0, describe: 'bad stream rows tolerated before the run fails (exit 65)', group: 'Compute:' })
-    .option('max-orphan-rows', { type: 'number', describe: 'orphan rows tolerated [default: no limit, orphans only warn]', group: 'Compute:' });
+    .option('max-orphan-rows', { type: 'number', describe: 'orphan rows tolerated [default: no limit, orphans only warn]', group: 'Compute:' })
+    .option('workers', {
+      type: 'number',
+      describe: 'worker threads reading stream files next to the main thread (0 or 1: the main thread alone) [default: min(2, cores)]',
+      group: 'Compute:',
+    });
 }
 
 export function parseKpis(raw: string): KpiTable[] {
@@ -90,7 +96,8 @@ export function checkCount(name: string, v: number | undefined): void {
 }
 
 function checkRelative(name: string, v: string): string {
-  if (v.startsWith('/') || v.split('/').includes('..')) {
+  // Backslashes count as separators too: a key must not climb out of the lake on any OS.
+  if (/^[\\/]/.test(v) || v.split(/[\\/]/).includes('..')) {
     throw new MkpiError('MKPI_USAGE', `--${name} must be a path inside the lake (relative, no ..): ${v}`);
   }
   return v;
@@ -107,5 +114,14 @@ export function layoutFrom(args: LakeArgs): LakeLayout {
 
 export function rejectsKey(args: LakeArgs, runId: string): string {
   const folder = args.rejects === undefined ? `rejects/${runId}/` : normalisePrefix(checkRelative('rejects', args.rejects));
+  const layout = layoutFrom(args);
+  // A rejects CSV inside streams/ would be read as a stream file (and fail its schema) on every later run.
+  for (const inner of [layout.streams, layout.archive]) {
+    if (folder === inner || (inner !== '' && folder.startsWith(inner))) {
+      throw new MkpiError('MKPI_USAGE', `--rejects ${folder} is inside the stream folder ${inner || '(the lake root)'}`, {
+        hint: 'pick a folder outside streams/, e.g. the default rejects/<run id>/',
+      });
+    }
+  }
   return `${folder}rejects.csv`;
 }

@@ -70,7 +70,11 @@ export function testHooks(env: NodeJS.ProcessEnv, signal: AbortSignal): TestHook
       // Synchronous, so the line is out before the test reacts to it.
       writeSync(2, `MKPI_TEST_PAUSED ${point}\n`);
       return new Promise<void>((resolvePause) => {
+        // Signal handlers do not keep node alive: with every socket closed meanwhile (a test
+        // terminating the sessions), the process would otherwise just end here.
+        const keepAlive = setInterval(() => undefined, 60_000);
         const done = () => {
+          clearInterval(keepAlive);
           waiting.delete(done);
           signal.removeEventListener('abort', done);
           resolvePause();

@@ -12,6 +12,22 @@ export interface LakeObject {
   fingerprint: string;
 }
 
+export type MoveOutcome = 'moved' | 'exists' | 'changed';
+
+export interface MoveOptions {
+  /**
+   * Only move the source if it is still this version (its fingerprint when it was listed).
+   * Checked atomically where the store allows it (S3: CopySourceIfMatch).
+   */
+  expectFingerprint?: string;
+  /**
+   * Called once the copy is complete and verified, before the source is deleted, with the
+   * copy as the store now describes it (its fingerprint may differ from the source's: on S3 a
+   * copy of a multipart or SSE-KMS object gets a new ETag). If it throws, the source stays.
+   */
+  afterCopy?: (copy: LakeObject) => Promise<void> | void;
+}
+
 /**
  * A lake is a root (local folder or s3://bucket/prefix). Keys are always relative to the
  * root and use "/" separators. Implementations: LocalLake, S3Lake.
@@ -38,9 +54,11 @@ export interface Lake {
   /**
    * Moves `from` to `to` without ever overwriting an existing object: copy, verify
    * (size, and ETag where the store has one), then delete the source.
-   * Returns 'moved', or 'exists' when `to` already exists (nothing is changed then).
+   * Returns 'moved'; 'exists' when `to` already exists; 'changed' when `opts.expectFingerprint`
+   * is given and the source is no longer that version (a newer file landed under the same
+   * name). Nothing is changed in the last two cases.
    */
-  moveNoOverwrite(from: string, to: string): Promise<'moved' | 'exists'>;
+  moveNoOverwrite(from: string, to: string, opts?: MoveOptions): Promise<MoveOutcome>;
 
   /** Deletes one object (no error when it is already gone). */
   remove(key: string): Promise<void>;

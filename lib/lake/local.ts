@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 import { MkpiError } from '../errors.js';
-import type { Lake, LakeObject } from './lake.js';
+import type { Lake, LakeObject, MoveOptions, MoveOutcome } from './lake.js';
 
 // Temp files of in-flight writes/copies carry this marker so that a listing running at the
 // same time never reports a half-written object.
@@ -57,6 +57,16 @@ function fingerprintOf(st: fs.Stats): string {
 
 function tempSibling(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}${TEMP_MARKER}${randomBytes(6).toString('hex')}`);
+}
+
+/**
+ * Destroys a body stream we will not read, and swallows its later errors: a file stream
+ * destroyed before it opened still reports its open failure (the caller may be deleting the
+ * file right now), and an unheard 'error' would crash the process.
+ */
+export function discard(body: Readable): void {
+  body.on('error', () => undefined);
+  if (!body.destroyed) body.destroy();
 }
 
 async function unlinkQuietly(file: string): Promise<void> {
@@ -163,7 +173,14 @@ export class LocalLake implements Lake {
           const st = await fsp.stat(file).catch((err: unknown) => {
             // Vanished between readdir and stat (or a dangling link): it is simply not there.
             // Anything else (EACCES...) must not silently drop an input file.
-            if (errnoCode(err) === 'ENOENT') return undefined;
+            if (errnoCode(err) === 'ENOENT' && !entry.name.includes('\uFFFD')) return undefined;
+            // A name that is not valid UTF-8 cannot be addressed by its decoded key: skipping it
+            // would silently drop an input file, so stop and name it.
+            if (errnoCode(err) === 'ENOENT') {
+              throw new MkpiError('MKPI_CONFIG', `${file}: the file name is not valid UTF-8`, {
+                hint: 'rename the file (lake keys are UTF-8)',
+              });
+            }
             throw ioError(err, 'list', file);
           });
           if (st === undefined || !st.isFile()) return;
@@ -208,13 +225,13 @@ export class LocalLake implements Lake {
   async write(key: string, body: Readable, signal?: AbortSignal): Promise<void> {
     const file = this.pathOf(key);
     if (signal?.aborted) {
-      body.destroy();
+      discard(body);
       throw interrupted(signal, `write ${key}`);
     }
     try {
       await fsp.mkdir(path.dirname(file), { recursive: true });
     } catch (err) {
-      body.destroy();
+      discard(body);
       throw ioError(err, 'write', path.dirname(file));
     }
     // Write aside then rename: a reader (or a crash) never sees a half-written object.
@@ -225,7 +242,7 @@ export class LocalLake implements Lake {
       await fsp.rename(tmp, file);
     } catch (err) {
       await unlinkQuietly(tmp);
-      if (!body.destroyed) body.destroy();
+      discard(body);
       if (signal?.aborted) throw interrupted(signal, `write ${key}`);
       if (err instanceof MkpiError) throw err;
       // Only filesystem failures are the lake's; a failing body stream is the caller's error.
@@ -234,9 +251,14 @@ export class LocalLake implements Lake {
     }
   }
 
-  async moveNoOverwrite(from: string, to: string): Promise<'moved' | 'exists'> {
+  async moveNoOverwrite(from: string, to: string, opts: MoveOptions = {}): Promise<MoveOutcome> {
     const src = this.pathOf(from, 'source key');
     const dst = this.pathOf(to, 'target key');
+    if (opts.expectFingerprint !== undefined) {
+      const now = await this.stat(from);
+      if (!now) throw new MkpiError('MKPI_NO_INPUT', `archive: ${src} does not exist`);
+      if (now.fingerprint !== opts.expectFingerprint) return 'changed';
+    }
     try {
       await fsp.mkdir(path.dirname(dst), { recursive: true });
     } catch (err) {
@@ -255,10 +277,23 @@ export class LocalLake implements Lake {
       }
       if (code === 'EXDEV' || code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS' || code === 'EMLINK') {
         // Different filesystems, or one without hard links (some network/FUSE mounts).
-        return this.copyThenDelete(src, dst);
+        return this.copyThenDelete(src, dst, to, opts);
       }
       throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: cannot link ${src} to ${dst}: ${(err as Error).message}`, { cause: err });
     }
+    // The link names the inode that was at `from` at that instant: if that is not the listed
+    // version any more (replaced since the check above), take the link back and leave it be.
+    let linked: fs.Stats;
+    try {
+      linked = await fsp.stat(dst);
+    } catch (err) {
+      throw ioError(err, 'archive', dst);
+    }
+    if (opts.expectFingerprint !== undefined && fingerprintOf(linked) !== opts.expectFingerprint) {
+      await unlinkQuietly(dst);
+      return 'changed';
+    }
+    await opts.afterCopy?.({ key: to, size: linked.size, fingerprint: fingerprintOf(linked) });
     try {
       await fsp.unlink(src);
     } catch (err) {
@@ -270,11 +305,12 @@ export class LocalLake implements Lake {
     return 'moved';
   }
 
-  private async copyThenDelete(src: string, dst: string): Promise<'moved' | 'exists'> {
+  private async copyThenDelete(src: string, dst: string, to: string, opts: MoveOptions): Promise<MoveOutcome> {
     if (await exists(dst)) return 'exists';
     const before = await fsp.stat(src).catch((err: unknown) => {
       throw ioError(err, 'archive', src);
     });
+    if (opts.expectFingerprint !== undefined && fingerprintOf(before) !== opts.expectFingerprint) return 'changed';
     // Copy beside the target first so the target name only ever holds a complete, verified file.
     const tmp = tempSibling(dst);
     try {
@@ -320,6 +356,7 @@ export class LocalLake implements Lake {
       if (err instanceof MkpiError) throw err;
       throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: cannot copy ${src} to ${dst}: ${(err as Error).message}`, { cause: err });
     }
+    await opts.afterCopy?.({ key: to, size: before.size, fingerprint: fingerprintOf(before) });
     try {
       await fsp.unlink(src);
     } catch (err) {

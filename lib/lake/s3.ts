@@ -17,8 +17,8 @@ import {
 } from '@aws-sdk/client-s3';
 
 import { MkpiError, redact, type ErrorCode } from '../errors.js';
-import type { Lake, LakeObject } from './lake.js';
-import { assertSafeKey, compareKeys } from './local.js';
+import type { Lake, LakeObject, MoveOptions, MoveOutcome } from './lake.js';
+import { assertSafeKey, compareKeys, discard } from './local.js';
 
 export interface S3LakeOptions {
   bucket: string;
@@ -596,7 +596,7 @@ export class S3Lake implements Lake {
         { abortSignal: signal },
       );
     } catch (err) {
-      if (!body.destroyed) body.destroy();
+      discard(body);
       const started = upload as { id: string } | undefined;
       if (started) {
         // Uncompleted parts are billed until aborted (or a lifecycle rule removes them).
@@ -612,7 +612,7 @@ export class S3Lake implements Lake {
     }
   }
 
-  async moveNoOverwrite(from: string, to: string): Promise<'moved' | 'exists'> {
+  async moveNoOverwrite(from: string, to: string, opts: MoveOptions = {}): Promise<MoveOutcome> {
     const src = this.fullKey(from, 'source key');
     const dst = this.fullKey(to, 'target key');
     let srcHead: HeadObjectCommandOutput | undefined;
@@ -623,6 +623,8 @@ export class S3Lake implements Lake {
       throw this.fail(err, 'archive', from);
     }
     if (!srcHead) throw new MkpiError('MKPI_NO_INPUT', `archive: ${this.where(from)} does not exist`);
+    // A newer object under the same name is not the version that was loaded: it stays.
+    if (opts.expectFingerprint !== undefined && stripQuotes(srcHead.ETag) !== opts.expectFingerprint) return 'changed';
     const size = srcHead.ContentLength ?? 0;
     if (size > MAX_COPY_SIZE) {
       throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: ${this.where(from)} is ${size} bytes, over the 5 GiB a single S3 copy can move`, {
@@ -638,6 +640,7 @@ export class S3Lake implements Lake {
         // Either the target appeared since our HEAD (If-None-Match) or the source changed (CopySourceIfMatch).
         const now = await this.head(dst).catch(() => undefined);
         if (now) return 'exists';
+        if (opts.expectFingerprint !== undefined) return 'changed';
         throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: ${this.where(from)} changed while being archived`, { cause: err });
       }
       if (errorName(err) === 'ConditionalRequestConflict' || asS3Error(err).$metadata?.httpStatusCode === 409) {
@@ -667,6 +670,7 @@ export class S3Lake implements Lake {
         },
       });
     }
+    await opts.afterCopy?.({ key: to, size: dstHead?.ContentLength ?? 0, fingerprint: stripQuotes(dstHead?.ETag) });
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: src }));
     } catch (err) {

@@ -26,7 +26,17 @@ const PG_VARIABLES = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'] 
 
 function checkUrl(url: string, from: string): void {
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
-  if (scheme === 'postgres' || scheme === 'postgresql') return;
+  if (scheme === 'postgres' || scheme === 'postgresql') {
+    try {
+      new URL(url);
+    } catch {
+      // Never echo the URL: an unencoded '#' or '/' in a password is the usual cause.
+      throw new MkpiError('MKPI_CONFIG', `${from}: the connection URL cannot be parsed`, {
+        hint: 'percent-encode special characters of the user and password (e.g. # as %23, / as %2F), or use PGPASSWORD',
+      });
+    }
+    return;
+  }
   // The URL may hold a password: never echo it back.
   const shown = redact(url).replace(/[?#].*$/s, '');
   if (scheme === 'redshift') {

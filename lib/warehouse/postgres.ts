@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pgCopy from 'pg-copy-streams';
@@ -18,6 +18,7 @@ import {
   type KpiTable,
   type LedgerEntry,
   type LoadBatch,
+  type LoadStep,
   type LoadResult,
   type QueryResult,
   type RunLock,
@@ -31,6 +32,12 @@ export function quoteSchema(name: string): string {
   if (typeof name !== 'string' || !SCHEMA_NAME.test(name)) {
     throw new MkpiError('MKPI_CONFIG', `invalid warehouse schema name ${JSON.stringify(String(name))}`, {
       hint: 'a schema name is a letter or "_" followed by up to 62 letters, digits or "_"',
+    });
+  }
+  // System schemas pass the pattern but must never receive KPI tables (or fail obscurely later).
+  if (/^pg_/i.test(name) || name.toLowerCase() === 'information_schema') {
+    throw new MkpiError('MKPI_CONFIG', `schema ${JSON.stringify(name)} is reserved by PostgreSQL`, {
+      hint: 'pick a schema of your own, e.g. the default reporting_schema',
     });
   }
   // Quoted even though the pattern admits no quote: a reserved word ("user") stays usable,
@@ -300,7 +307,15 @@ export class PostgresWarehouse implements Warehouse {
     } catch (err) {
       conn.dead = true;
       await client.end().catch(() => undefined);
-      throw this.toError(err, `connecting for ${what}`);
+      const e = this.toError(err, `connecting for ${what}`);
+      // A server that refuses the session for a reason of its own ("database does not allow
+      // connections", SQLSTATE 55000, and the like) is unavailable, not a bug of ours.
+      if (e.code !== 'MKPI_INTERNAL') throw e;
+      throw new MkpiError('MKPI_WAREHOUSE_UNAVAILABLE', e.message, {
+        hint: `check that PostgreSQL at ${this.description} accepts connections, then run again`,
+        cause: e.cause,
+        details: e.details,
+      });
     }
     return conn;
   }
@@ -393,6 +408,7 @@ export class PostgresWarehouse implements Warehouse {
         // inits run at once; a transaction-level lock makes the second wait and then no-op.
         await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`musickpi:init:${this.schema}`]);
         await c.query(renderSql('init', this.schema));
+        await this.migrate(c);
         await this.checkColumns(c);
         await c.query('COMMIT');
       } catch (err) {
@@ -400,6 +416,22 @@ export class PostgresWarehouse implements Warehouse {
         throw err;
       }
     });
+  }
+
+  /**
+   * Columns added after the first release, for ledgers created before them. Checked first, so
+   * that an up-to-date ledger is not locked (ALTER TABLE takes an exclusive lock even when
+   * IF NOT EXISTS turns it into a no-op).
+   */
+  private async migrate(c: pg.Client): Promise<void> {
+    const r = await c.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM information_schema.columns
+        WHERE table_schema = $1 AND table_name = 'musickpi_ledger' AND column_name = 'archived_fingerprint'`,
+      [this.schema],
+    );
+    if (r.rows[0].n === 0) {
+      await c.query(`ALTER TABLE ${this.quoted}.musickpi_ledger ADD COLUMN IF NOT EXISTS archived_fingerprint TEXT NULL`);
+    }
   }
 
   /** Tables made by an older tool under the same names would silently take wrong data. */
@@ -489,19 +521,28 @@ export class PostgresWarehouse implements Warehouse {
   async readLedger(): Promise<LedgerEntry[]> {
     return this.withWork('reading the ledger', async (c) => {
       // Two plain queries rather than array_agg: the same shape works on Redshift.
-      const files = await c.query<{
+      type FileRow = {
         file_key: string;
         fingerprint: string;
         size: number;
         rows: number;
         run_id: string;
         archived_key: string | null;
+        archived_fingerprint: string | null;
         hourly_loaded: boolean;
         genre_loaded: boolean;
-      }>(
-        `SELECT file_key, fingerprint, size, rows, run_id, archived_key, hourly_loaded, genre_loaded
-           FROM ${this.quoted}.musickpi_ledger ORDER BY file_key, fingerprint`,
-      );
+      };
+      const select = (copyFingerprint: string) =>
+        c.query<FileRow>(
+          `SELECT file_key, fingerprint, size, rows, run_id, archived_key, ${copyFingerprint} AS archived_fingerprint,
+                  hourly_loaded, genre_loaded
+             FROM ${this.quoted}.musickpi_ledger ORDER BY file_key, fingerprint`,
+        );
+      // A ledger from before archived_fingerprint (init() adds it; a dry run does not run init).
+      const files = await select('archived_fingerprint').catch((err: unknown) => {
+        if (errCode(err) === '42703') return select('NULL::text');
+        throw err;
+      });
       const dates = await c.query<{ file_key: string; fingerprint: string; listen_date: string }>(
         `SELECT file_key, fingerprint, listen_date
            FROM ${this.quoted}.musickpi_ledger_dates ORDER BY file_key, fingerprint, listen_date`,
@@ -522,6 +563,8 @@ export class PostgresWarehouse implements Warehouse {
         tables: KPI_TABLES.filter((t) => (t === 'hourly' ? f.hourly_loaded : f.genre_loaded)),
         runId: f.run_id,
         archivedKey: f.archived_key,
+        // Present only once known (an archived copy whose fingerprint was recorded).
+        ...(f.archived_fingerprint !== null ? { archivedFingerprint: f.archived_fingerprint } : {}),
       }));
     });
   }
@@ -541,8 +584,15 @@ export class PostgresWarehouse implements Warehouse {
       await c.query(`SET LOCAL lock_timeout = ${Math.max(0, Math.floor(this.lockTimeoutMs))}`);
       await c.query(renderSql('stage', this.schema));
 
-      if (batch.hourly) await this.stage(c, 'hourly', batch.hourly.dates, batch.hourly.rows, HOURLY_COLUMNS);
-      if (batch.genre) await this.stage(c, 'genre', batch.genre.dates, batch.genre.rows, GENRE_COLUMNS);
+      // 'mid-copy' once, inside the first COPY that sends any row.
+      let midCopy: ((step: LoadStep) => Promise<void> | void) | undefined = batch.onStep;
+      const onFirstChunk = async () => {
+        const step = midCopy;
+        midCopy = undefined;
+        await step?.('mid-copy');
+      };
+      if (batch.hourly) await this.stage(c, 'hourly', batch.hourly.dates, batch.hourly.rows, HOURLY_COLUMNS, onFirstChunk);
+      if (batch.genre) await this.stage(c, 'genre', batch.genre.dates, batch.genre.rows, GENRE_COLUMNS, onFirstChunk);
       await batch.onStep?.('staged');
 
       if (batch.hourly) {
@@ -550,6 +600,7 @@ export class PostgresWarehouse implements Warehouse {
         result.hourlyRowsDeleted = del;
         result.hourlyRowsWritten = ins;
       }
+      await batch.onStep?.('mid-merge');
       if (batch.genre) {
         const [del, ins] = await multi(c, renderSql('merge-genre', this.schema));
         result.genreRowsDeleted = del;
@@ -615,15 +666,38 @@ export class PostgresWarehouse implements Warehouse {
     dates: string[],
     rows: R[],
     columns: readonly (keyof R & string)[],
+    onFirstChunk?: () => Promise<void>,
   ): Promise<void> {
     await c.query(`INSERT INTO musickpi_stage_${table}_dates (listen_date) SELECT DISTINCT unnest($1::date[])`, [dates]);
     if (rows.length === 0) return;
     const copy = c.query(
       pgCopy.from(`COPY musickpi_stage_${table} (${columns.join(', ')}) FROM STDIN WITH (FORMAT csv)`),
     );
+    const chunks = csvChunks(rows, columns);
+    if (onFirstChunk) {
+      // The first chunk goes out on its own; its write callback fires once the server has
+      // answered the COPY and the bytes are on the socket. Then the step runs mid-COPY.
+      const first = chunks.next();
+      if (!first.done) {
+        const early = new Promise<never>((_, reject) => copy.once('error', reject));
+        early.catch(() => undefined);
+        try {
+          await Promise.race([
+            new Promise<void>((resolve, reject) => copy.write(first.value, (err) => (err ? reject(err) : resolve()))),
+            early,
+          ]);
+          await Promise.race([onFirstChunk(), early]);
+        } catch (err) {
+          // Abandon the COPY (CopyFail) and wait for the server's answer before load()'s ROLLBACK.
+          if (!copy.destroyed) copy.destroy(err instanceof Error ? err : new Error(String(err)));
+          await finished(copy).catch(() => undefined);
+          throw err;
+        }
+      }
+    }
     // A throw inside the generator destroys the COPY stream, which sends CopyFail: the
     // server aborts the COPY and the transaction, and the catch in load() rolls back.
-    await pipeline(Readable.from(csvChunks(rows, columns)), copy);
+    await pipeline(Readable.from(chunks), copy);
   }
 
   /** Two runs must never load at once: if our lock session died, another run may be loading. */
@@ -641,11 +715,12 @@ export class PostgresWarehouse implements Warehouse {
     }
   }
 
-  async markArchived(fileKey: string, fingerprint: string, archivedKey: string): Promise<void> {
+  async markArchived(fileKey: string, fingerprint: string, archivedKey: string, archivedFingerprint?: string): Promise<void> {
     await this.withWork('recording an archived file', async (c) => {
       const r = await c.query(
-        `UPDATE ${this.quoted}.musickpi_ledger SET archived_key = $3 WHERE file_key = $1 AND fingerprint = $2`,
-        [fileKey, fingerprint, archivedKey],
+        `UPDATE ${this.quoted}.musickpi_ledger SET archived_key = $3, archived_fingerprint = $4
+          WHERE file_key = $1 AND fingerprint = $2`,
+        [fileKey, fingerprint, archivedKey, archivedFingerprint ?? null],
       );
       if (r.rowCount === 0) {
         throw new MkpiError('MKPI_INTERNAL', `no ledger entry for ${fileKey} (${fingerprint}) to mark as archived`);
@@ -712,6 +787,7 @@ const EXPECTED_COLUMNS: Record<string, Record<string, string>> = {
     run_id: 'text',
     loaded_at: 'timestamp with time zone',
     archived_key: 'text',
+    archived_fingerprint: 'text',
     hourly_loaded: 'boolean',
     genre_loaded: 'boolean',
   },

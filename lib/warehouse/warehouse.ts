@@ -34,7 +34,16 @@ export interface LedgerEntry {
   tables: KpiTable[]; // the KPI tables this file has been loaded into
   runId: string;
   archivedKey: string | null; // where archive put it, once archived
+  /**
+   * The archived copy's own fingerprint, recorded by markArchived. It can differ from
+   * `fingerprint`: on S3 a copy of a multipart or SSE-KMS object gets a new ETag.
+   * Absent/null until archived (and in ledgers written before it was recorded).
+   */
+  archivedFingerprint?: string | null;
 }
+
+/** The points of a load at which LoadBatch.onStep is called, in order. */
+export type LoadStep = 'mid-copy' | 'staged' | 'mid-merge' | 'merged' | 'before-commit' | 'committed';
 
 export interface LoadBatch {
   runId: string;
@@ -43,8 +52,14 @@ export interface LoadBatch {
   genre?: { dates: string[]; rows: GenreRow[] };
   /** Ledger upserts: entries listed here get `tables` merged with what the ledger already had. */
   ledger: LedgerEntry[];
-  /** Test-only fault injection hook points are called through this, if given. */
-  onStep?: (step: 'staged' | 'merged' | 'before-commit' | 'committed') => Promise<void> | void;
+  /**
+   * Called at each step of the load (the CLI's interruption checks and the tests' fault points
+   * go through it): 'mid-copy' inside the first COPY, once its first chunk has reached the
+   * server; 'staged' after every COPY; 'mid-merge' between the two tables' merges (or after the
+   * only one); 'merged' after the ledger upsert; 'before-commit'; 'committed'. A throw before
+   * 'committed' rolls the load back.
+   */
+  onStep?: (step: LoadStep) => Promise<void> | void;
 }
 
 export interface LoadResult {
@@ -78,8 +93,11 @@ export interface Warehouse {
   readLedger(): Promise<LedgerEntry[]>;
   /** One transaction: stage, delete covered dates, insert, upsert ledger, commit. All or nothing. */
   load(batch: LoadBatch): Promise<LoadResult>;
-  /** Records where archive moved a file. */
-  markArchived(fileKey: string, fingerprint: string, archivedKey: string): Promise<void>;
+  /**
+   * Records where archive moved a file, and the archived copy's fingerprint when known (it may
+   * differ from the loaded file's: see LedgerEntry.archivedFingerprint).
+   */
+  markArchived(fileKey: string, fingerprint: string, archivedKey: string, archivedFingerprint?: string): Promise<void>;
   query(sql: string): Promise<QueryResult>;
   close(): Promise<void>;
 }

@@ -319,7 +319,7 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
       }
     };
     await wh.load(b);
-    assert.deepEqual(seen, ['staged', 'merged', 'before-commit', 'committed']);
+    assert.deepEqual(seen, ['mid-copy', 'staged', 'mid-merge', 'merged', 'before-commit', 'committed']);
   });
 
   it('a COPY destroyed mid-stream (throw inside the row generator) rolls back', async () => {

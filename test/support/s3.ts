@@ -115,11 +115,39 @@ function restoreEnv(saved: Map<string, string | undefined>): void {
   }
 }
 
+/** What the proxy does to one request. */
+export type ProxyFault =
+  /** Answer with an S3 error document without forwarding (500 InternalError, 503 SlowDown...). */
+  | { kind: 'status'; status: number; code: string }
+  /** Forward, send the headers and `afterBytes` bytes of the body, then break the connection. */
+  | { kind: 'cut'; afterBytes: number; mode?: 'reset' | 'close' }
+  /** Break the connection before any response (the request is not forwarded). */
+  | { kind: 'reset' };
+
+export const SLOW_DOWN: ProxyFault = { kind: 'status', status: 503, code: 'SlowDown' };
+export const INTERNAL_ERROR: ProxyFault = { kind: 'status', status: 500, code: 'InternalError' };
+
+/** The S3 operation a request is, as far as a proxy can tell. */
+export type S3Op = 'GetObject' | 'HeadObject' | 'PutObject' | 'CopyObject' | 'DeleteObject' | 'ListObjectsV2' | 'other';
+
+export interface RequestInfo {
+  op: S3Op;
+  /** Object key without the bucket (path-style), '' for bucket-level requests. */
+  key: string;
+  range: string | undefined;
+  method: string;
+}
+
 export interface FaultPlan {
+  /**
+   * The general form: decides per request (index = arrival order, from 0) what goes wrong, if
+   * anything. When given, the fields below are ignored.
+   */
+  decide?: (req: RequestInfo, index: number) => ProxyFault | undefined;
   /** Which responses to cut; default: GetObject (a GET on /bucket/key without a sub-resource query). */
   match?: (req: http.IncomingMessage) => boolean;
   /** Bytes of the response body let through before the connection is cut. */
-  cutAfterBytes: number;
+  cutAfterBytes?: number;
   /** How many matching responses are cut (default 1); later ones pass untouched. */
   times?: number;
   /** 'reset' sends a TCP RST (ECONNRESET at the client); 'close' ends the socket early (FIN). */
@@ -131,10 +159,16 @@ export interface FaultPlan {
 export interface ProxiedRequest {
   method: string;
   url: string;
+  op: S3Op;
+  key: string;
   range: string | undefined;
   ifMatch: string | undefined;
+  /** Date.now() on arrival. */
+  at: number;
   status?: number;
   cut?: boolean;
+  /** The fault injected, if any. */
+  fault?: ProxyFault['kind'];
 }
 
 export interface FaultyProxy {
@@ -142,6 +176,8 @@ export interface FaultyProxy {
   requests: ProxiedRequest[];
   /** Responses cut so far. */
   readonly cuts: number;
+  /** Requests that got a fault of any kind. */
+  readonly faults: number;
   /** Responses still being sent (a leak shows up here). */
   inflight(): number;
   stop(): Promise<void>;
@@ -154,22 +190,52 @@ function isGetObject(req: http.IncomingMessage): boolean {
   return req.method === 'GET' && url.pathname.split('/').filter(Boolean).length >= 2 && subresources.length === 0;
 }
 
-/** An HTTP proxy to `target` (http://host:port) that cuts responses mid-body according to `plan`. */
+/** Classifies a path-style S3 request. */
+export function s3Operation(req: http.IncomingMessage): { op: S3Op; key: string } {
+  const url = new URL(req.url ?? '/', 'http://x');
+  const parts = url.pathname.split('/').filter(Boolean);
+  const key = parts.slice(1).map(decodeURIComponent).join('/');
+  const query = [...url.searchParams.keys()].filter((k) => k !== 'x-id');
+  const method = req.method ?? 'GET';
+  if (parts.length >= 2) {
+    if (method === 'GET' && query.length === 0) return { op: 'GetObject', key };
+    if (method === 'HEAD') return { op: 'HeadObject', key };
+    if (method === 'PUT' && req.headers['x-amz-copy-source']) return { op: 'CopyObject', key };
+    if (method === 'PUT' && query.length === 0) return { op: 'PutObject', key };
+    if (method === 'DELETE' && query.length === 0) return { op: 'DeleteObject', key };
+    return { op: 'other', key };
+  }
+  if (method === 'GET' && url.searchParams.get('list-type') === '2') return { op: 'ListObjectsV2', key: '' };
+  return { op: 'other', key: '' };
+}
+
+/** An HTTP proxy to `target` (http://host:port) that injects faults according to `plan`. */
 export async function startFaultyProxy(target: string, plan: FaultPlan): Promise<FaultyProxy> {
   const upstream = new URL(target);
   const agent = new http.Agent({ keepAlive: true });
   const match = plan.match ?? isGetObject;
   let remainingCuts = plan.times ?? 1;
   let cuts = 0;
+  let faults = 0;
   let inflight = 0;
   const requests: ProxiedRequest[] = [];
 
+  const legacy = (req: http.IncomingMessage): ProxyFault | undefined => {
+    if (!match(req) || remainingCuts <= 0) return undefined;
+    remainingCuts -= 1;
+    return { kind: 'cut', afterBytes: plan.cutAfterBytes ?? 0, ...(plan.mode ? { mode: plan.mode } : {}) };
+  };
+
   const server = http.createServer((req, res) => {
+    const { op, key } = s3Operation(req);
     const record: ProxiedRequest = {
       method: req.method ?? 'GET',
       url: req.url ?? '/',
+      op,
+      key,
       range: header(req, 'range'),
       ifMatch: header(req, 'if-match'),
+      at: Date.now(),
     };
     const index = requests.push(record) - 1;
     inflight += 1;
@@ -178,8 +244,29 @@ export async function startFaultyProxy(target: string, plan: FaultPlan): Promise
     });
     void (async () => {
       await plan.beforeForward?.(req, index);
-      const cutThis = match(req) && remainingCuts > 0;
-      if (cutThis) remainingCuts -= 1;
+      const fault = plan.decide ? plan.decide({ op, key, range: record.range, method: record.method }, index) : legacy(req);
+      if (fault) {
+        faults += 1;
+        record.fault = fault.kind;
+      }
+      if (fault?.kind === 'reset') {
+        req.socket.resetAndDestroy();
+        return;
+      }
+      if (fault?.kind === 'status') {
+        // Read the request body first, as a server does before it answers.
+        req.resume();
+        await new Promise<void>((resolve) => (req.complete ? resolve() : req.once('end', resolve)));
+        record.status = fault.status;
+        const body =
+          req.method === 'HEAD'
+            ? ''
+            : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${fault.code}</Code><Message>injected by the test proxy</Message>` +
+              `<RequestId>proxy-${index}</RequestId></Error>`;
+        res.writeHead(fault.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'x-amz-request-id': `proxy-${index}` });
+        res.end(body);
+        return;
+      }
       // Headers go through untouched (Host included): the request is signed for them.
       const out = http.request({
         host: upstream.hostname,
@@ -197,19 +284,19 @@ export async function startFaultyProxy(target: string, plan: FaultPlan): Promise
       const up = await response;
       record.status = up.statusCode;
       res.writeHead(up.statusCode ?? 502, up.headers);
-      if (!cutThis) {
+      if (fault?.kind !== 'cut') {
         await pipeline(up, res);
         return;
       }
       record.cut = true;
       // Headers first, always: the fault under test is a body cut, not a failed request.
       res.flushHeaders();
-      await pipeline(up, new Cutter(plan.cutAfterBytes, () => {
+      await pipeline(up, new Cutter(fault.afterBytes, () => {
         cuts += 1;
         const socket = res.socket;
         // Give the bytes already written a moment to leave, then break the connection.
         setTimeout(() => {
-          if (plan.mode === 'close') socket?.destroy();
+          if (fault.mode === 'close') socket?.destroy();
           else socket?.resetAndDestroy();
         }, 20);
       }), res);
@@ -227,6 +314,9 @@ export async function startFaultyProxy(target: string, plan: FaultPlan): Promise
     requests,
     get cuts() {
       return cuts;
+    },
+    get faults() {
+      return faults;
     },
     inflight: () => inflight,
     async stop() {

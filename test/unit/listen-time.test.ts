@@ -108,6 +108,31 @@ describe('listen-time', () => {
     });
   });
 
+  describe('parseListenTime: the UTC instant must fall in years 0001-9999', () => {
+    it('rejects an offset that moves the instant before 0001-01-01 or after 9999-12-31 UTC', () => {
+      for (const s of [
+        '0001-01-01T00:30:00+01:00',
+        '0001-01-01 00:00:00+00:01',
+        '0001-01-01T23:00:00+23:59',
+        '9999-12-31T23:30:00-01:00',
+        '9999-12-31 23:59:59-0001',
+        '9999-12-31T00:01:00-23:59',
+      ]) {
+        expect(parseListenTime(s), s).to.be.NaN;
+      }
+    });
+
+    it('keeps the first and last hours of the range', () => {
+      expect(parseListenTime('0001-01-01T01:00:00+01:00')).to.equal(-719162 * 24);
+      expect(parseListenTime('0001-01-01 00:59:59Z')).to.equal(-719162 * 24);
+      expect(parseListenTime('0001-01-01T00:00:00-01:00')).to.equal(-719162 * 24 + 1);
+      expect(parseListenTime('9999-12-31T22:59:59-01:00')).to.equal(key(9999, 12, 31, 23));
+      expect(parseListenTime('9999-12-31T23:59:59+00:00')).to.equal(key(9999, 12, 31, 23));
+      expect(hourKeyToDate(parseListenTime('0001-01-02T00:30:00+01:00'))).to.equal('0001-01-01');
+      expect(hourKeyToDate(parseListenTime('9999-12-30T23:30:00-01:00'))).to.equal('9999-12-31');
+    });
+  });
+
   describe('parseListenTime: offsets shift the instant', () => {
     it('rolls back over a year boundary', () => {
       const k = parseListenTime('2024-01-01T00:30:00+01:00');

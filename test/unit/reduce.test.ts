@@ -127,6 +127,54 @@ describe('reduce', () => {
     expect(result(merge(a, b), d)).to.deep.equal(result(whole, d));
   });
 
+  it('sparse hours (few rows) and dense hours give the same results, also when merged', () => {
+    let seed = 11;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const users = ['u1', 'u2', 'u3', 'u4'];
+    const tracks = ['a', 'b', 'c', 'e', 'n'];
+    const rows: [string, string, string, number][] = [];
+    // Busy hours turn dense, quiet ones stay sparse.
+    for (let i = 0; i < 3000; i++) rows.push([users[rnd(4)], tracks[rnd(5)], '2024-01-01', rnd(3)]);
+    for (let i = 0; i < 40; i++) rows.push([users[rnd(4)], tracks[rnd(5)], '2024-01-02', rnd(24)]);
+    const dense = create(d.trackCount, d.userCount);
+    dense.denseAt = 0;
+    feed(dense, d, rows);
+    for (const h of dense.hours.values()) expect(h.tracks).to.not.equal(null);
+    const mixed = create(d.trackCount, d.userCount);
+    feed(mixed, d, rows);
+    const kinds = new Set([...mixed.hours.values()].map((h) => (h.tracks === null ? 'sparse' : 'dense')));
+    expect([...kinds].sort()).to.deep.equal(['dense', 'sparse']);
+    expect(result(mixed, d)).to.deep.equal(result(dense, d));
+    const a = create(d.trackCount, d.userCount);
+    const b = create(d.trackCount, d.userCount);
+    b.denseAt = 0;
+    feed(a, d, rows.filter((_, i) => i % 2 === 0));
+    feed(b, d, rows.filter((_, i) => i % 2 === 1));
+    expect(result(merge(a, b), d)).to.deep.equal(result(dense, d));
+  });
+
+  it('merging two sparse hours that together cross the dense threshold', () => {
+    const a = create(d.trackCount, d.userCount);
+    const b = create(d.trackCount, d.userCount);
+    const whole = create(d.trackCount, d.userCount);
+    const rows: [string, string, string, number][] = [];
+    for (let i = 0; i < 60; i++) rows.push([['u1', 'u2', 'u3'][i % 3], ['a', 'b', 'c'][i % 3], '2024-01-01', 1]);
+    feed(a, d, rows.slice(0, 30));
+    feed(b, d, rows.slice(30));
+    feed(whole, d, rows);
+    expect(a.hours.get(hk('2024-01-01', 1))!.tracks).to.equal(null);
+    expect(result(merge(a, b), d)).to.deep.equal(result(whole, d));
+  });
+
+  it('memory follows rows, not hours x catalogue, when rows spread over many hours', () => {
+    const big = create(1_000_000, 1_000_000);
+    for (let h = 0; h < 10_000; h++) add(big, h, h % 1000, h % 777, 0);
+    let ints = 0;
+    for (const h of big.hours.values()) ints += (h.tracks?.length ?? 0) + (h.users?.length ?? 0) + (h.log?.length ?? 0);
+    // Dense would be 10,000 hours x ~1M ints; sparse keeps a 16-int log per hour.
+    expect(ints).to.be.below(10_000 * 64);
+  });
+
   it('satisfies the spec §6 invariants', () => {
     const s = create(d.trackCount, d.userCount);
     let seed = 3;

@@ -59,6 +59,16 @@ describe('validate', () => {
     expect(checkSong(['t', 'a', 'g'], songHeader)).to.deep.equal({ ok: false, reason: 'malformed' });
   });
 
+  it('rejects songs whose id, genre or an artist holds a NUL, which PostgreSQL text cannot store', () => {
+    expect(checkSong(['t\u0000', 'a', 'g', '1'], songHeader)).to.deep.equal({ ok: false, reason: 'value_too_long' });
+    expect(checkSong(['t', 'a;b\u0000c', 'g', '1'], songHeader)).to.deep.equal({ ok: false, reason: 'value_too_long' });
+    expect(checkSong(['t', 'a', '\u0000', '1'], songHeader)).to.deep.equal({ ok: false, reason: 'value_too_long' });
+    // Other control characters are storable and stay valid.
+    expect(checkSong(['t\u0001', 'a\u001b[31m', 'g\u007f', '1'], songHeader).ok).to.equal(true);
+    // An empty artist name (dropped) holding nothing is not a NUL; a NUL in an extra column does not matter.
+    expect(checkSong(['t', ';;', 'g', '1'], songHeader).ok).to.equal(true);
+  });
+
   it('keeps users of unknown age and rejects empty ids', () => {
     const h = resolveHeader('users', ['user_id', 'user_age', 'user_country'], ['user_id', 'user_age', 'user_country']);
     expect(checkUser([' u1 ', ' 30 ', 'DE'], h)).to.deep.equal({ ok: true, userId: 'u1', ageGroup: 1 });

@@ -3,9 +3,9 @@
 
 import { runPipeline } from '../../pipeline.js';
 import { newReport, newRunId, setError, type Command } from '../../report.js';
-import { redact, toMkpiError } from '../../errors.js';
+import { MkpiError, redact, toMkpiError } from '../../errors.js';
 import { checkCount, layoutFrom, parseKpis, rejectsKey, type ComputeArgs, type LakeArgs, type OutputArgs, type WarehouseArgs } from '../options.js';
-import type { Runtime } from '../runtime.js';
+import { printError, type Runtime } from '../runtime.js';
 import type { Argv, CommandModule } from 'yargs';
 import { execute } from '../main.js';
 import { summary } from '../output.js';
@@ -17,6 +17,7 @@ export async function pipelineCommand(command: Command, args: PipelineArgs, rt: 
   const kpis = parseKpis(args.kpis ?? 'hourly,genre');
   checkCount('max-bad-rows', args['max-bad-rows']);
   checkCount('max-orphan-rows', args['max-orphan-rows']);
+  const workers = args.workers === undefined ? undefined : checkWorkers(args.workers);
   const layout = layoutFrom(args);
   const dryRun = Boolean(args['dry-run']);
   // Rejects are written by loading commands, and by any command when --rejects names a folder.
@@ -31,7 +32,8 @@ export async function pipelineCommand(command: Command, args: PipelineArgs, rt: 
     const report = newReport(command, runId, lake.root, kpis, dryRun);
     setError(report, e);
     if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    throw e;
+    else printError(e, false, command);
+    return e.code;
   }
   const report = await runPipeline({
     command,
@@ -47,6 +49,14 @@ export async function pipelineCommand(command: Command, args: PipelineArgs, rt: 
     signal: rt.signal,
     onEvent: (e) => rt.progress.event(e),
     fault: rt.fault,
+    // Worker threads reopen the lake themselves: the same URI and S3 options as rt.openLake.
+    parallel: {
+      lake: {
+        uri: args.lake,
+        s3: { endpoint: args['s3-endpoint'], region: args['s3-region'], forcePathStyle: args['s3-force-path-style'] },
+      },
+      ...(workers !== undefined ? { workers } : {}),
+    },
   });
   rt.progress.stop();
   if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -55,6 +65,15 @@ export async function pipelineCommand(command: Command, args: PipelineArgs, rt: 
     process.stderr.write(`musickpi ${command}: ${report.error.code}: ${redact(report.error.message)}\n`);
   }
   return report.error?.code;
+}
+
+function checkWorkers(v: number): number {
+  if (!(Number.isInteger(v) && v >= 0 && v <= 64)) {
+    throw new MkpiError('MKPI_USAGE', '--workers must be a whole number from 0 to 64', {
+      hint: '0 or 1: the main thread reads every stream file alone',
+    });
+  }
+  return v;
 }
 
 /** A yargs command module for one of the pipeline commands. */

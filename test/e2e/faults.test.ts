@@ -1,0 +1,225 @@
+// Crash at every step (issue 4): the CLI kills itself (SIGKILL, MKPI_TEST_FAULT) at each named
+// point; then a normal run. The KPI tables, the ledger (run ids and timestamps aside) and the
+// lake (which files are where, byte for byte) must then equal what one clean run produces. On a
+// local lake and on S3 (s3rver), against real PostgreSQL.
+//
+// The scenarios are independent (own lake, own database), so they run a few at a time from
+// before(); each `it` awaits and checks its own.
+
+import { expect } from 'chai';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { REPO, runCli, type CliResult } from '../support/cli.js';
+import { freshDatabase } from '../support/pg.js';
+import { startS3, type TestS3 } from '../support/s3.js';
+import {
+  copyDir,
+  localRejects,
+  NO_WAREHOUSE_ENV,
+  pool,
+  s3Rejects,
+  settleLater,
+  snapshotLocalLake,
+  snapshotS3Lake,
+  snapshotWarehouse,
+  uploadDir,
+  waitNoSessions,
+  type LakeSnapshot,
+  type WarehouseSnapshot,
+} from '../support/harness.js';
+
+type LakeKind = 'local' | 's3';
+type Scenario = 'fresh' | 'late';
+
+/** Points of a first run over the tiny lake (two files, a.csv and b.csv), in run order. */
+const FRESH_POINTS: [string, string][] = [
+  ['after-lock', 'after taking the run lock'],
+  ['list:streams/', 'during the listing of streams/'],
+  ['after-list', 'after listing'],
+  ['read:streams/a.csv', 'mid-read of the first stream file'],
+  ['mid-parse', 'mid-parse (between the stream files)'],
+  ['after-scan', 'after reading every file, before computing'],
+  ['mid-copy', 'mid-COPY (the first chunk sent, COPY not finished)'],
+  ['staged', 'after the COPYs, before the merge'],
+  ['mid-merge', 'between the two tables\' merges'],
+  ['merged', 'after the merge and ledger upsert, before COMMIT'],
+  ['before-commit', 'right before COMMIT'],
+  ['after-commit', 'right after COMMIT, before archiving'],
+  ['after-archive-list', 'after the archive listing'],
+  ['after-archive-copy', 'after an archive copy, before the ledger records it'],
+  ['after-archive-mark', 'after the ledger records the copy, before the source is deleted'],
+  ['after-archive-delete', 'after an archive delete, before the next file'],
+];
+
+/** Points of a run that loads a late file (c.csv) after a.csv and b.csv were loaded and archived. */
+const LATE_POINTS: [string, string][] = [
+  ['read:streams/archived/a.csv', 'mid re-read of an archived file for a late date'],
+  ['mid-copy', 'mid-COPY'],
+  ['before-commit', 'right before COMMIT'],
+  ['after-commit', 'right after COMMIT'],
+  ['after-archive-copy', 'after the archive copy'],
+  ['after-archive-mark', 'after the ledger records the copy'],
+];
+
+const LATE_FILE = 'user_id,track_id,listen_time\nu2,t2,2024-06-01 11:30:00\nu1,t3,2024-06-03 08:00:00\n';
+
+interface Outcome {
+  faulted: CliResult;
+  rerun: CliResult;
+  lake: LakeSnapshot;
+  warehouse: WarehouseSnapshot;
+  rejects: string[];
+}
+
+interface Reference {
+  lake: LakeSnapshot;
+  warehouse: WarehouseSnapshot;
+  rejects: string[];
+}
+
+describe('e2e: a crash at every fault point, then a normal run, equals one clean run', function () {
+  this.timeout(600_000);
+  let s3: TestS3;
+  let templates: Record<Scenario, string>;
+  let bucketNo = 0;
+  const limit = pool(4);
+  const outcomes = new Map<string, Promise<Outcome>>();
+  const references = new Map<string, Promise<Reference>>();
+  const lakes: string[] = [];
+
+  // --- one lake of either kind ------------------------------------------------------------------
+
+  interface TestLake {
+    args: string[];
+    env: Record<string, string | undefined>;
+    addLateFile(): Promise<void>;
+    snapshot(): Promise<LakeSnapshot>;
+    rejects(): Promise<string[]>;
+  }
+
+  async function makeLake(kind: LakeKind, template: string): Promise<TestLake> {
+    if (kind === 'local') {
+      const dir = copyDir(template);
+      lakes.push(dir);
+      return {
+        args: ['--lake', dir],
+        env: {},
+        async addLateFile() {
+          cpSync(join(templates.late, 'streams', 'c.csv'), join(dir, 'streams', 'c.csv'), { preserveTimestamps: true });
+        },
+        snapshot: async () => snapshotLocalLake(dir, { skip: ['rejects/'] }),
+        rejects: async () => localRejects(dir),
+      };
+    }
+    const bucket = `faults-${++bucketNo}`;
+    await s3.bucket(bucket);
+    await uploadDir(s3.client, template, bucket, 'lake');
+    return {
+      args: ['--lake', `s3://${bucket}/lake`, '--s3-endpoint', s3.endpoint, '--s3-force-path-style'],
+      env: s3.env,
+      addLateFile: () => s3.putObject(bucket, 'lake/streams/c.csv', LATE_FILE),
+      snapshot: () => snapshotS3Lake(s3.client, bucket, 'lake', { skip: ['rejects/'] }),
+      rejects: () => s3Rejects(s3.client, bucket, 'lake'),
+    };
+  }
+
+  const cli = (lake: TestLake, db: string, extra: string[], env: Record<string, string | undefined> = {}) =>
+    runCli(['run', ...lake.args, '--warehouse', db, ...extra], { env: { ...NO_WAREHOUSE_ENV, ...lake.env, ...env } });
+
+  function reference(kind: LakeKind, scenario: Scenario): Promise<Reference> {
+    const key = `${kind}/${scenario}`;
+    if (!references.has(key)) {
+      references.set(
+        key,
+        settleLater(
+          limit(async () => {
+            // One clean run over every file the scenario ends with.
+            const lake = await makeLake(kind, templates[scenario]);
+            const db = await freshDatabase('ref');
+            const r = await cli(lake, db, ['--quiet']);
+            expect(r.code, r.stderr).to.equal(0);
+            return { lake: await lake.snapshot(), warehouse: await snapshotWarehouse(db), rejects: await lake.rejects() };
+          }),
+        ),
+      );
+    }
+    return references.get(key)!;
+  }
+
+  function scenario(kind: LakeKind, sc: Scenario, point: string): Promise<Outcome> {
+    return settleLater(
+      limit(async () => {
+        const lake = await makeLake(kind, templates.fresh);
+        const db = await freshDatabase('fault');
+        if (sc === 'late') {
+          const first = await cli(lake, db, ['--quiet']);
+          expect(first.code, first.stderr).to.equal(0);
+          await lake.addLateFile();
+        }
+        const faulted = await cli(lake, db, ['--quiet'], { MKPI_TEST_FAULT: point });
+        // The killed process's sessions are dropped by the server a moment later.
+        await waitNoSessions(db);
+        const rerun = await cli(lake, db, ['--json']);
+        return { faulted, rerun, lake: await lake.snapshot(), warehouse: await snapshotWarehouse(db), rejects: await lake.rejects() };
+      }),
+    );
+  }
+
+  before(async () => {
+    s3 = await startS3();
+    const fresh = mkdtempSync(join(tmpdir(), 'mkpi-faults-tpl-'));
+    cpSync(join(REPO, 'fixtures', 'tiny'), fresh, { recursive: true, preserveTimestamps: true });
+    const late = mkdtempSync(join(tmpdir(), 'mkpi-faults-tpl-'));
+    cpSync(fresh, late, { recursive: true, preserveTimestamps: true });
+    mkdirSync(join(late, 'streams'), { recursive: true });
+    writeFileSync(join(late, 'streams', 'c.csv'), LATE_FILE);
+    // A fixed mtime: on a local lake the fingerprint is size:mtime, and the copies must agree.
+    utimesSync(join(late, 'streams', 'c.csv'), 1_717_400_000, 1_717_400_000);
+    templates = { fresh, late };
+    for (const kind of ['local', 's3'] as const) {
+      void reference(kind, 'fresh');
+      void reference(kind, 'late');
+    }
+    for (const kind of ['local', 's3'] as const) {
+      for (const [point] of FRESH_POINTS) outcomes.set(`${kind}/fresh/${point}`, scenario(kind, 'fresh', point));
+      for (const [point] of LATE_POINTS) outcomes.set(`${kind}/late/${point}`, scenario(kind, 'late', point));
+    }
+  });
+
+  after(async () => {
+    // Let every scenario settle before the S3 server goes away.
+    await Promise.allSettled([...outcomes.values(), ...references.values()]);
+    await s3?.stop();
+    if (templates) for (const d of Object.values(templates)) rmSync(d, { recursive: true, force: true });
+    for (const d of lakes) rmSync(d, { recursive: true, force: true });
+  });
+
+  async function check(kind: LakeKind, sc: Scenario, point: string): Promise<void> {
+    const o = await outcomes.get(`${kind}/${sc}/${point}`)!;
+    const ref = await reference(kind, sc);
+    expect(o.faulted.signal, `the run should have died at ${point}; stderr:\n${o.faulted.stderr}`).to.equal('SIGKILL');
+    expect(o.rerun.code, o.rerun.stderr).to.equal(0);
+    expect(o.rerun.json?.ok).to.equal(true);
+    expect(o.warehouse.hourly, 'hourly_kpis').to.deep.equal(ref.warehouse.hourly);
+    expect(o.warehouse.genre, 'genre_level_kpis').to.deep.equal(ref.warehouse.genre);
+    expect(o.warehouse.ledger, 'ledger').to.deep.equal(ref.warehouse.ledger);
+    expect(o.warehouse.ledgerDates, 'ledger dates').to.deep.equal(ref.warehouse.ledgerDates);
+    expect(o.lake, 'lake files').to.deep.equal(ref.lake);
+    // Rejects outputs are per run (a killed run may have published its own): each is complete.
+    expect(o.rejects.length, 'rejects outputs').to.be.greaterThan(0);
+    for (const r of o.rejects) expect(ref.rejects, 'a rejects output').to.include(r);
+  }
+
+  for (const kind of ['local', 's3'] as const) {
+    describe(`${kind} lake`, () => {
+      for (const [point, what] of FRESH_POINTS) {
+        it(`first run killed ${what} (${point})`, () => check(kind, 'fresh', point));
+      }
+      for (const [point, what] of LATE_POINTS) {
+        it(`late-file run killed ${what} (${point})`, () => check(kind, 'late', point));
+      }
+    });
+  }
+});

@@ -1,0 +1,50 @@
+import { expect } from 'chai';
+import { IdIndex } from '../../lib/id-index.js';
+
+describe('IdIndex (the stream scan\'s ID lookup)', () => {
+  const keys = [
+    '',
+    'a',
+    'ab',
+    'abc',
+    '5SuOikwiRyPMVoIQDJUgSV', // 22 chars: inline
+    '12345678901234567890123', // 23: the longest inline key
+    '123456789012345678901234', // 24: out of line
+    'user_2654435761',
+    'caf\u00e9', // Latin-1 but not ASCII: inline
+    '\u00ff\u00fe\u00fd', // top of Latin-1
+    'caf\u0065\u0301', // combining accent: out of line, and not equal to 'café'
+    '\u{1F600}-smile', // a surrogate pair
+    'x'.repeat(300),
+    'tab\there',
+  ];
+  const index = IdIndex.build(keys);
+
+  it('finds every key at its index, exactly', () => {
+    keys.forEach((k, i) => expect(index.get(k), JSON.stringify(k)).to.equal(i));
+  });
+
+  it('answers -1 for anything else, however close', () => {
+    for (const k of ['b', 'abcd', 'AB', 'ab ', ' ab', '5SuOikwiRyPMVoIQDJUgSv', '1234567890123456789012', '1234567890123456789012345',
+      'user_265443576', 'cafe', 'caf\u0129', '\u0100\u00fe\u00fd', '\u{1F601}-smile', 'x'.repeat(299), 'x'.repeat(301), 'tab here']) {
+      expect(index.get(k), JSON.stringify(k)).to.equal(-1);
+    }
+  });
+
+  it('matches strings sliced out of larger text (as the parser hands them over)', () => {
+    const text = 'zz,5SuOikwiRyPMVoIQDJUgSV,user_2654435761,caf\u00e9\n';
+    const fields = text.slice(0, -1).split(',');
+    expect(index.get(fields[1])).to.equal(4);
+    expect(index.get(fields[2])).to.equal(7);
+    expect(index.get(fields[3])).to.equal(8);
+  });
+
+  it('scales to many keys with no false hits, and works from shared arrays in another instance', () => {
+    const many = Array.from({ length: 50_000 }, (_, i) => `user_${(i * 2654435761) % 4294967296}`);
+    const big = IdIndex.build(many, { shared: true });
+    expect(big.table.buffer).to.be.instanceOf(SharedArrayBuffer);
+    const copy = IdIndex.from(structuredClone(big.data));
+    for (let i = 0; i < many.length; i += 7) expect(copy.get(many[i])).to.equal(i);
+    for (let i = 0; i < 1000; i++) expect(copy.get(`user_x${i}`)).to.equal(-1);
+  });
+});
