@@ -692,7 +692,11 @@ function renderDocs(res: Results): string {
   p('## Machine');
   p();
   for (const [k, v] of Object.entries(res.machine)) p(`- ${k}: ${v}`);
-  p(`- load average when the benchmark started: ${res.loadBefore.map((x) => x.toFixed(2)).join(', ')}${res.loadBefore[0] > 0.5 ? ' (other processes were running: the figures are noisier than usual)' : ''}`);
+  p(`- load average (1, 5, 15 min) when the benchmark started: ${res.loadBefore.map((x) => x.toFixed(2)).join(', ')}; when it ended: ${os.loadavg().map((x) => x.toFixed(2)).join(', ')}`);
+  if (Math.max(res.loadBefore[0], os.loadavg()[0]) > 1.5) {
+    p('  (the benchmark itself keeps ~2 busy; more means other processes shared the cores: the figures are');
+    p('  noisier than usual, which the alternation of the engines and the medians only partly absorb)');
+  }
   p();
   p('## Lake');
   p();
