@@ -740,7 +740,7 @@ function renderDocs(res: Results): string {
     p(`| ${res.scale.bigListens.toLocaleString('en-US')} | ${fmtMb(res.scale.big)} | ${fmtS(res.scale.bigWall)} |`);
     p();
     p('Same songs, users, files and days; four times the listens. The reducers\' state is sized by tracks, users and');
-    p('hours, never by listens (per hour: a counter per track, a bitset of users, six age-group counters), the');
+    p('hours, never by listens (per hour at most a counter per track, a bitset of users, six age-group counters), the');
     p('dimensions are loaded once, rejects are spooled to disk and files are streamed; what grows a little is the');
     p('V8 heaps\' high-water mark over a longer run.');
   }
@@ -858,9 +858,9 @@ loads (bucket, entry, key string, its parent string, the characters).
   lines cannot fake, and the rejects need absolute line numbers: not done.
 - **Memory**: a worker loads the AWS SDK only for an S3 lake (~25 MB per thread), and runs with an
   8 MB young generation (peak RSS 264 → 218 MB with 2 workers, CPU unchanged: the scan's garbage dies
-  young). The per-hour state is dense (a counter per track, a bitset of users, six age counters):
-  ~460 KB per hour at 114k tracks, so at most ~33 MB per reader for 72 hours, whatever the number of
-  listens.
+  young). Per hour, the reducers (lib/reduce.ts) keep a short (track, user) log that turns dense past a
+  threshold (a counter per track, a bitset of users: ~460 KB per hour at 114k tracks), so at most
+  ~33 MB per reader for 72 hours, whatever the number of listens.
 
 ### The gap to the stretch target (0.5× DuckDB)
 
