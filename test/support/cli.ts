@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, chmodSync } from 'node:fs';
+import { cpSync, mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -44,9 +44,16 @@ export function runCli(args: string[], opts: { env?: Record<string, string | und
   });
 }
 
+const copies: string[] = [];
+// Test lakes are small but many: remove them when the test process ends.
+process.on('exit', () => {
+  for (const dir of copies) rmSync(dir, { recursive: true, force: true });
+});
+
 /** A private copy of a fixture lake (tests move and add files). */
 export function copyLake(fixture: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'musickpi-lake-'));
+  copies.push(dir);
   chmodSync(dir, 0o755);
   cpSync(join(REPO, 'fixtures', fixture), dir, { recursive: true, preserveTimestamps: true });
   return dir;
