@@ -94,47 +94,20 @@ export function deserializeError(s: SerializedError): MkpiError {
   return err;
 }
 
-export interface ScanData {
-  key: string;
-  fingerprint: string;
-  bytes: number;
-  rows: number;
-  complete: number;
-  reduced: number;
-  rejected: Record<string, number>;
+/** A StreamScan as it crosses threads: the day set as an array, the error as plain data. */
+export interface ScanData extends Omit<StreamScan, 'days' | 'schemaError'> {
   days: number[];
-  duplicateHeaders: string[];
   schemaError?: SerializedError;
 }
 
 export function toScanData(s: StreamScan): ScanData {
-  return {
-    key: s.key,
-    fingerprint: s.fingerprint,
-    bytes: s.bytes,
-    rows: s.rows,
-    complete: s.complete,
-    reduced: s.reduced,
-    rejected: s.rejected,
-    days: [...s.days],
-    duplicateHeaders: s.duplicateHeaders,
-    ...(s.schemaError ? { schemaError: serializeError(s.schemaError) } : {}),
-  };
+  const { days, schemaError, ...rest } = s;
+  return { ...rest, days: [...days], ...(schemaError ? { schemaError: serializeError(schemaError) } : {}) };
 }
 
 function fromScanData(d: ScanData): StreamScan {
-  return {
-    key: d.key,
-    fingerprint: d.fingerprint,
-    bytes: d.bytes,
-    rows: d.rows,
-    complete: d.complete,
-    reduced: d.reduced,
-    rejected: d.rejected,
-    days: new Set(d.days),
-    duplicateHeaders: d.duplicateHeaders,
-    ...(d.schemaError ? { schemaError: deserializeError(d.schemaError) } : {}),
-  };
+  const { days, schemaError, ...rest } = d;
+  return { ...rest, days: new Set(days), ...(schemaError ? { schemaError: deserializeError(schemaError) } : {}) };
 }
 
 export interface HourData {

@@ -13,7 +13,7 @@ import { archiveLoaded, type ArchiveFault } from './archive.js';
 import { buildBatch } from './load.js';
 import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS, type Dimensions } from './validate.js';
 import { dateToDay, dayToDate } from './listen-time.js';
-import { newReport, setError, type Command, type RunReport, type Stage } from './report.js';
+import { newReport, setError, zeroReasons, type Command, type RunReport, type Stage } from './report.js';
 
 /**
  * Test-only points, in run order, at which `fault` is called (the CLI kills itself there under
@@ -209,7 +209,7 @@ async function computeStage(
         bytes: p.obj.size,
         rows: p.entry.rows,
         complete: 0,
-        rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<(typeof REJECT_REASONS)[number], number>,
+        rejected: zeroReasons(),
         dates: p.entry.dates,
         status: 'already_loaded',
       });

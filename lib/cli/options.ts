@@ -125,3 +125,8 @@ export function rejectsKey(args: LakeArgs, runId: string): string {
   }
   return `${folder}rejects.csv`;
 }
+
+/** The S3 connection options of the lake flags, for the main thread and the worker threads alike. */
+export function s3Options(args: LakeArgs): { endpoint?: string; region?: string; forcePathStyle?: boolean } {
+  return { endpoint: args['s3-endpoint'], region: args['s3-region'], forcePathStyle: args['s3-force-path-style'] };
+}

@@ -12,7 +12,7 @@ import { MkpiError, redact, toMkpiError } from '../errors.js';
 import type { FaultPoint } from '../pipeline.js';
 import { exitCodeFor } from './exit-codes.js';
 import { createProgress, type Progress } from './progress.js';
-import type { LakeArgs, OutputArgs, WarehouseArgs } from './options.js';
+import { s3Options, type LakeArgs, type OutputArgs, type WarehouseArgs } from './options.js';
 
 export interface Runtime {
   signal: AbortSignal;
@@ -124,11 +124,7 @@ export async function withRuntime(
     progress,
     interruptedBy: () => interrupted,
     openLake(a) {
-      const lake = openLake(a.lake, {
-        endpoint: a['s3-endpoint'],
-        region: a['s3-region'],
-        forcePathStyle: a['s3-force-path-style'],
-      });
+      const lake = openLake(a.lake, s3Options(a));
       closers.push(() => lake.close());
       return hooks ? new HookedLake(lake, hooks.fault, hooks.wants) : lake;
     },

@@ -4,7 +4,7 @@
 import { runPipeline } from '../../pipeline.js';
 import { newReport, newRunId, setError, type Command } from '../../report.js';
 import { MkpiError, redact, toMkpiError } from '../../errors.js';
-import { checkCount, layoutFrom, parseKpis, rejectsKey, type ComputeArgs, type LakeArgs, type OutputArgs, type WarehouseArgs } from '../options.js';
+import { checkCount, layoutFrom, s3Options, parseKpis, rejectsKey, type ComputeArgs, type LakeArgs, type OutputArgs, type WarehouseArgs } from '../options.js';
 import { printError, type Runtime } from '../runtime.js';
 import type { Argv, CommandModule } from 'yargs';
 import { execute } from '../main.js';
@@ -53,7 +53,7 @@ export async function pipelineCommand(command: Command, args: PipelineArgs, rt: 
     parallel: {
       lake: {
         uri: args.lake,
-        s3: { endpoint: args['s3-endpoint'], region: args['s3-region'], forcePathStyle: args['s3-force-path-style'] },
+        s3: s3Options(args),
       },
       ...(workers !== undefined ? { workers } : {}),
     },
