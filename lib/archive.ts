@@ -14,7 +14,7 @@ import type { Readable } from 'node:stream';
 
 import type { Lake, LakeObject } from './lake/lake.js';
 import { KPI_TABLES, type LedgerEntry, type Warehouse } from './warehouse/warehouse.js';
-import { archiveKeys, identity, listStreamFiles, type LakeLayout } from './list.js';
+import { FileMatcher, archiveKeys, listStreamFiles, type LakeLayout } from './list.js';
 import type { ArchivedFile } from './report.js';
 import { MkpiError, isMkpiError } from './errors.js';
 
@@ -40,12 +40,16 @@ export async function archiveLoaded(
   layout: LakeLayout,
   opts: ArchiveOptions = {},
 ): Promise<ArchivedFile[]> {
-  const ledger = new Map((await warehouse.readLedger()).map((e) => [identity(e.fileKey, e.fingerprint), e]));
+  const matcher = new FileMatcher(lake, layout, await warehouse.readLedger(), opts.signal);
   const { files } = await listStreamFiles(lake, layout);
   await opts.fault?.('after-archive-list');
   const archived: ArchivedFile[] = [];
   for (const obj of files) {
-    const entry = ledger.get(identity(obj.key, obj.fingerprint));
+    // A re-delivered copy of a loaded file matches that file's entry: when the archive already
+    // holds the loaded bytes, archiveOne finds them there and only removes the copy.
+    const entry = await matcher.match(obj).catch((err: unknown) => {
+      throw archiveFailed(obj.key, err, archived);
+    });
     if (!entry || !KPI_TABLES.every((t) => entry.tables.includes(t))) continue;
     if (opts.signal?.aborted) {
       throw new MkpiError('MKPI_INTERRUPTED', 'interrupted while archiving', {
@@ -63,19 +67,19 @@ export async function archiveLoaded(
       archived.push(done);
       opts.onFile?.(done);
     } catch (err) {
-      const cause = isMkpiError(err) ? err : undefined;
-      throw new MkpiError(
-        'MKPI_ARCHIVE_FAILED',
-        `archiving ${obj.key} failed: ${err instanceof Error ? err.message : String(err)}`,
-        {
-          hint: 'the load is committed; run `musickpi archive` (or the next run) to finish moving the loaded files',
-          cause: err,
-          details: { file: obj.key, archived, causeCode: cause?.code },
-        },
-      );
+      throw archiveFailed(obj.key, err, archived);
     }
   }
   return archived;
+}
+
+function archiveFailed(key: string, err: unknown, archived: ArchivedFile[]): MkpiError {
+  const cause = isMkpiError(err) ? err : undefined;
+  return new MkpiError('MKPI_ARCHIVE_FAILED', `archiving ${key} failed: ${err instanceof Error ? err.message : String(err)}`, {
+    hint: 'the load is committed; run `musickpi archive` (or the next run) to finish moving the loaded files',
+    cause: err,
+    details: { file: key, archived, causeCode: cause?.code },
+  });
 }
 
 async function archiveOne(

@@ -4,6 +4,8 @@
 
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Lake, LakeObject } from './lake/lake.js';
 import { MkpiError } from './errors.js';
 import type { KpiTable, LedgerEntry } from './warehouse/warehouse.js';
@@ -55,6 +57,83 @@ export function identity(key: string, fingerprint: string): string {
   return key + '\u0000' + fingerprint;
 }
 
+/** SHA-256 (hex) of an object's bytes, streamed. */
+export async function hashObject(lake: Lake, key: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  const body = await lake.read(key, signal);
+  await pipeline(
+    body,
+    new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        cb();
+      },
+    }),
+    { signal },
+  );
+  return hash.digest('hex');
+}
+
+/**
+ * Which ledger entry, if any, a listed object is. A file is the same file when its key and its
+ * content are the same (docs/contract.md, "What identifies a file"). The fingerprint (size:mtime
+ * on disk, the ETag on S3) settles the common case for free; only an object whose key the ledger
+ * holds under another fingerprint of the same size is hashed (a `cp`, a `touch`, a multipart
+ * re-upload), and compared with the content hash the ledger recorded when it read that file.
+ * Ledger rows from before content hashes were recorded are compared with their copy in the lake.
+ */
+export class FileMatcher {
+  private readonly byId: Map<string, LedgerEntry>;
+  private readonly byKey = new Map<string, LedgerEntry[]>();
+  private readonly hashes = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly lake: Lake,
+    private readonly layout: LakeLayout,
+    ledger: readonly LedgerEntry[],
+    private readonly signal?: AbortSignal,
+  ) {
+    this.byId = new Map(ledger.map((e) => [identity(e.fileKey, e.fingerprint), e]));
+    for (const e of ledger) {
+      const list = this.byKey.get(e.fileKey);
+      if (list) list.push(e);
+      else this.byKey.set(e.fileKey, [e]);
+    }
+  }
+
+  /** The object's SHA-256, computed at most once per (key, fingerprint). */
+  hashOf(obj: LakeObject): Promise<string> {
+    const id = identity(obj.key, obj.fingerprint);
+    let h = this.hashes.get(id);
+    if (h === undefined) {
+      h = hashObject(this.lake, obj.key, this.signal);
+      this.hashes.set(id, h);
+    }
+    return h;
+  }
+
+  /** Records a hash learned elsewhere (a scan hashes what it reads). */
+  remember(obj: LakeObject, hash: string): void {
+    if (hash) this.hashes.set(identity(obj.key, obj.fingerprint), Promise.resolve(hash));
+  }
+
+  async match(obj: LakeObject): Promise<LedgerEntry | undefined> {
+    const exact = this.byId.get(identity(obj.key, obj.fingerprint));
+    if (exact) return exact;
+    const sameKey = (this.byKey.get(obj.key) ?? []).filter((e) => e.size === obj.size);
+    if (sameKey.length === 0) return undefined;
+    const hash = await this.hashOf(obj);
+    const known = sameKey.find((e) => e.contentHash === hash);
+    if (known) return known;
+    for (const e of sameKey) {
+      if (e.contentHash) continue;
+      const copy = await locate(this.lake, this.layout, e).catch(() => undefined);
+      if (copy && copy.key !== obj.key && (await this.hashOf(copy)) === hash) return e;
+    }
+    return undefined;
+  }
+}
+
 export interface PendingFile {
   obj: LakeObject;
   entry: LedgerEntry | undefined;
@@ -68,11 +147,10 @@ export interface Plan {
   alreadyLoaded: { obj: LakeObject; entry: LedgerEntry }[];
 }
 
-export function planPending(files: LakeObject[], ledger: LedgerEntry[], kpis: readonly KpiTable[]): Plan {
-  const byId = new Map(ledger.map((e) => [identity(e.fileKey, e.fingerprint), e]));
+export async function planPending(files: LakeObject[], matcher: FileMatcher, kpis: readonly KpiTable[]): Promise<Plan> {
   const plan: Plan = { pending: [], alreadyLoaded: [] };
   for (const obj of files) {
-    const entry = byId.get(identity(obj.key, obj.fingerprint));
+    const entry = await matcher.match(obj);
     const missing = kpis.filter((t) => !entry?.tables.includes(t));
     if (missing.length > 0) plan.pending.push({ obj, entry, missing });
     else plan.alreadyLoaded.push({ obj, entry: entry! });
@@ -80,10 +158,57 @@ export function planPending(files: LakeObject[], ledger: LedgerEntry[], kpis: re
   return plan;
 }
 
+/** The ledger row a pending file is recorded under: its entry's, when the ledger knows the file already. */
+export function ledgerIdentity(p: PendingFile): string {
+  return p.entry ? identity(p.entry.fileKey, p.entry.fingerprint) : identity(p.obj.key, p.obj.fingerprint);
+}
+
 /** Ledger entries, other than the pending files, that carry any of `dates`: they must be read again. */
 export function filesToReread(ledger: LedgerEntry[], pending: PendingFile[], dates: ReadonlySet<string>): LedgerEntry[] {
-  const skip = new Set(pending.map((p) => identity(p.obj.key, p.obj.fingerprint)));
+  const skip = new Set(pending.map(ledgerIdentity));
   return ledger.filter((e) => !skip.has(identity(e.fileKey, e.fingerprint)) && e.dates.some((d) => dates.has(d)));
+}
+
+export interface TwinGroup {
+  /** The row that stays: the earliest load. */
+  keep: LedgerEntry;
+  /** Second rows for the same file, to be deleted and their dates recomputed. */
+  twins: LedgerEntry[];
+}
+
+/**
+ * Ledger rows that stand for one file twice: the same key and the same content hash, or the
+ * same key archived to the same object (before content hashes, a re-delivered identical copy
+ * was loaded again, and archive then found its bytes already archived and deleted it). Every
+ * date of such a row was counted twice.
+ */
+export function findTwins(ledger: readonly LedgerEntry[]): TwinGroup[] {
+  const groups: TwinGroup[] = [];
+  const byKey = new Map<string, LedgerEntry[]>();
+  for (const e of ledger) {
+    const list = byKey.get(e.fileKey);
+    if (list) list.push(e);
+    else byKey.set(e.fileKey, [e]);
+  }
+  for (const entries of byKey.values()) {
+    if (entries.length < 2) continue;
+    const sorted = [...entries].sort((a, b) => (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : a.fingerprint < b.fingerprint ? -1 : 1));
+    const taken = new Set<LedgerEntry>();
+    for (const keep of sorted) {
+      if (taken.has(keep)) continue;
+      const twins = sorted.filter(
+        (e) =>
+          e !== keep &&
+          !taken.has(e) &&
+          ((keep.contentHash && e.contentHash === keep.contentHash) || (keep.archivedKey !== null && e.archivedKey === keep.archivedKey)),
+      );
+      if (twins.length === 0) continue;
+      for (const t of twins) taken.add(t);
+      taken.add(keep);
+      groups.push({ keep, twins });
+    }
+  }
+  return groups;
 }
 
 /** Where archive puts a file: same name, or a name derived from its fingerprint when that is taken by another file. */
@@ -108,18 +233,23 @@ export function isLedgerFile(obj: LakeObject, entry: LedgerEntry): boolean {
 }
 
 /** Finds a loaded file wherever it is now: where the ledger says, still in streams/, or in the archive. */
-export async function locate(lake: Lake, layout: LakeLayout, entry: LedgerEntry): Promise<LakeObject> {
+export async function locate(lake: Lake, layout: LakeLayout, entry: LedgerEntry, signal?: AbortSignal): Promise<LakeObject> {
   const candidates = [entry.archivedKey, entry.fileKey, ...archiveKeys(layout, entry.fileKey, entry.fingerprint)];
   const tried = new Set<string>();
+  const sameSize: LakeObject[] = [];
   for (const key of candidates) {
     if (!key || tried.has(key)) continue;
     tried.add(key);
     const obj = await lake.stat(key);
     if (obj && isLedgerFile(obj, entry)) return obj;
+    if (obj && obj.size === entry.size) sameSize.push(obj);
+  }
+  // The same bytes under a new fingerprint (a `touch`, a re-upload): only the content can tell.
+  if (entry.contentHash) {
+    for (const obj of sameSize) if ((await hashObject(lake, obj.key, signal)) === entry.contentHash) return obj;
   }
   throw new MkpiError('MKPI_LEDGER_FILE_MISSING', `${entry.fileKey} was loaded earlier but is no longer in the lake`, {
     hint: `its dates (${entry.dates.join(', ')}) need it to be recomputed; restore it to ${layout.streams} or ${layout.archive}`,
     details: { file: entry.fileKey, fingerprint: entry.fingerprint },
   });
 }
-

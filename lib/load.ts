@@ -26,9 +26,11 @@ export function buildBatch(
   }
   for (const p of pending) {
     const scan = scans.get(p.obj.key)!;
+    // A file the ledger knows under another fingerprint (same key, same bytes) keeps its row.
     const entry: LedgerEntry = {
-      fileKey: p.obj.key,
-      fingerprint: p.obj.fingerprint,
+      fileKey: p.entry?.fileKey ?? p.obj.key,
+      fingerprint: p.entry?.fingerprint ?? p.obj.fingerprint,
+      contentHash: scan.contentHash || null,
       size: p.obj.size,
       rows: scan.rows,
       dates: [...scan.days].sort((a, b) => a - b).map(dayToDate),

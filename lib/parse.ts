@@ -13,6 +13,7 @@
 // it: a consumer that keeps fields for the whole run (IDs in a dictionary) would hold on to
 // the text of every chunk they came from. detachField copies such values.
 
+import { createHash } from 'node:crypto';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -401,19 +402,22 @@ export class CsvParseStream extends Transform {
 
 /**
  * Parses a byte stream, calling onRecord synchronously for each record. Resolves with the
- * number of bytes read once the source has ended and every record was handled; rejects when
- * the source fails, onRecord throws, or the signal aborts.
+ * number of bytes read (and, with `hash`, the SHA-256 of those bytes: a file's identity in the
+ * ledger, computed on the pass that reads it anyway) once the source has ended and every record
+ * was handled; rejects when the source fails, onRecord throws, or the signal aborts.
  */
 export async function parseCsv(
   source: Readable,
   onRecord: RecordHandler,
-  opts: CsvParserOptions & { signal?: AbortSignal } = {},
-): Promise<{ bytes: number }> {
+  opts: CsvParserOptions & { signal?: AbortSignal; hash?: boolean } = {},
+): Promise<{ bytes: number; sha256?: string }> {
   const parser = new CsvParser(onRecord, opts);
+  const hash = opts.hash ? createHash('sha256') : undefined;
   let bytes = 0;
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       bytes += chunk.length;
+      hash?.update(chunk);
       try {
         parser.write(chunk);
       } catch (err) {
@@ -433,5 +437,5 @@ export async function parseCsv(
     },
   });
   await pipeline(source, sink, { signal: opts.signal });
-  return { bytes };
+  return hash ? { bytes, sha256: hash.digest('hex') } : { bytes };
 }

@@ -4,7 +4,16 @@
 import type { Lake } from './lake/lake.js';
 import { KPI_TABLES, type KpiTable, type LedgerEntry, type Warehouse, type RunLock } from './warehouse/warehouse.js';
 import { MkpiError, toMkpiError } from './errors.js';
-import { filesToReread, listStreamFiles, locate, planPending, type LakeLayout, type PendingFile } from './list.js';
+import {
+  FileMatcher,
+  filesToReread,
+  findTwins,
+  listStreamFiles,
+  locate,
+  planPending,
+  type LakeLayout,
+  type PendingFile,
+} from './list.js';
 import { loadDimensions, scanStreamFile, type StreamScan } from './scan.js';
 import { create, ordinalRanks, result, type KpiState } from './reduce.js';
 import { RejectSink } from './rejects.js';
@@ -180,9 +189,11 @@ async function computeStage(
   await opts.fault?.('after-list');
   checkAborted(signal);
 
+  const repair = validateOnly ? { ledger, retire: [], keepers: [] } : repairTwins(ledger, kpis, warn);
+  ledger = repair.ledger;
   const plan = validateOnly
     ? { pending: listing.files.map((obj): PendingFile => ({ obj, entry: undefined, missing: kpis })), alreadyLoaded: [] }
-    : planPending(listing.files, ledger, kpis);
+    : await planPending(listing.files, new FileMatcher(lake, layout, ledger, signal), kpis);
 
   const rejects = opts.rejectsKey ? new RejectSink() : undefined;
   try {
@@ -238,6 +249,8 @@ async function computeStage(
       const s = scanByKey.get(p.obj.key)!;
       for (const t of p.missing) for (const d of s.days) byTable[t].add(dayToDate(d));
     }
+    // Dates a twin row counted twice are recomputed with the twin gone.
+    for (const twin of repair.retire) for (const t of twin.tables) for (const d of twin.dates) byTable[t].add(d);
     const allDates = new Set([...byTable.hourly, ...byTable.genre]);
     const reread = filesToReread(ledger, plan.pending, allDates);
     if (reread.length > 0) {
@@ -252,9 +265,14 @@ async function computeStage(
     );
     for (const t of KPI_TABLES) report.datesRecomputed[t] = [...byTable[t]].sort();
     const batch = buildBatch(opts.runId, kpis, byTable, res, plan.pending, scanByKey);
+    if (repair.retire.length > 0) {
+      batch.retire = repair.retire.map((e) => ({ fileKey: e.fileKey, fingerprint: e.fingerprint }));
+      batch.ledger.push(...repair.keepers);
+      report.ledgerRepaired = repair.retire.map((e) => e.fileKey);
+    }
     report.rowsWritten.hourly_kpis = batch.hourly?.rows.length ?? 0;
     report.rowsWritten.genre_level_kpis = batch.genre?.rows.length ?? 0;
-    if (report.dryRun || plan.pending.length === 0) return;
+    if (report.dryRun || (plan.pending.length === 0 && repair.retire.length === 0)) return;
 
     checkAborted(signal);
     emit({ type: 'stage', stage: 'load', message: `loading into ${warehouse!.description}` });
@@ -271,6 +289,41 @@ async function computeStage(
   } finally {
     rejects?.dispose();
   }
+}
+
+/**
+ * Ledger rows that stand for one file twice (list.ts, findTwins) are retired by this run's load,
+ * and the dates they carry recomputed without them. A twin loaded into a table this run does not
+ * write is left for a run that writes every table it is in.
+ */
+function repairTwins(
+  ledger: LedgerEntry[],
+  kpis: readonly KpiTable[],
+  warn: (m: string) => void,
+): { ledger: LedgerEntry[]; retire: LedgerEntry[]; keepers: LedgerEntry[] } {
+  const retire: LedgerEntry[] = [];
+  const keepers: LedgerEntry[] = [];
+  const replaced = new Map<LedgerEntry, LedgerEntry>();
+  for (const { keep, twins } of findTwins(ledger)) {
+    const fixable = twins.filter((t) => t.tables.every((table) => kpis.includes(table)));
+    if (fixable.length < twins.length) {
+      warn(`the ledger holds ${twins.length + 1} rows for one file, ${keep.fileKey}; run without --kpis to repair it`);
+    }
+    if (fixable.length === 0) continue;
+    retire.push(...fixable);
+    const tables = KPI_TABLES.filter((t) => keep.tables.includes(t) || fixable.some((f) => f.tables.includes(t)));
+    const merged: LedgerEntry = {
+      ...keep,
+      tables,
+      dates: [...new Set([...keep.dates, ...fixable.flatMap((f) => f.dates)])].sort(),
+      contentHash: keep.contentHash ?? fixable.find((f) => f.contentHash)?.contentHash ?? null,
+    };
+    replaced.set(keep, merged);
+    if (tables.length > keep.tables.length || merged.dates.length > keep.dates.length) keepers.push(merged);
+    warn(`${keep.fileKey}: the ledger counted this file ${fixable.length + 1} times; its dates are recomputed with it once`);
+  }
+  const gone = new Set(retire);
+  return { ledger: ledger.filter((e) => !gone.has(e)).map((e) => replaced.get(e) ?? e), retire, keepers };
 }
 
 async function scanPending(
@@ -372,7 +425,7 @@ async function rereadFiles(
 ): Promise<void> {
   const dayFilter = new Set([...dates].map(dateToDay));
   for (const entry of entries) {
-    const obj = await locate(opts.lake, opts.layout, entry);
+    const obj = await locate(opts.lake, opts.layout, entry, opts.signal);
     const scan = await scanStreamFile(opts.lake, obj, dims, state, { signal: opts.signal, dayFilter });
     if (scan.schemaError) throw scan.schemaError;
     report.reread.push({ name: obj.key, bytes: scan.bytes, rows: scan.rows, rowsUsed: scan.reduced });

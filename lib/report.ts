@@ -61,6 +61,8 @@ export interface RunReport {
   datesRecomputed: Record<KpiTable, string[]>;
   rowsWritten: { hourly_kpis: number; genre_level_kpis: number };
   loaded: boolean;
+  /** Files whose twin ledger rows this run removed (their dates were counted twice before). */
+  ledgerRepaired: string[];
   archived: ArchivedFile[];
   rejectsOutput: string | null;
   warnings: string[];
@@ -99,6 +101,7 @@ export function newReport(command: Command, runId: string, lake: string, kpis: K
     datesRecomputed: { hourly: [], genre: [] },
     rowsWritten: { hourly_kpis: 0, genre_level_kpis: 0 },
     loaded: false,
+    ledgerRepaired: [],
     archived: [],
     rejectsOutput: null,
     warnings: [],

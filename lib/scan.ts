@@ -45,13 +45,13 @@ async function readHeaderAndRows(
   lake: Lake,
   key: string,
   required: readonly string[],
-  opts: ScanOptions,
+  opts: ScanOptions & { hash?: boolean },
   onRow: (fields: string[], line: number, flag: number, header: ResolvedHeader) => void,
-): Promise<{ bytes: number; header: ResolvedHeader }> {
+): Promise<{ bytes: number; sha256?: string; header: ResolvedHeader }> {
   let header: ResolvedHeader | undefined;
   let pending = 0;
   const source = await lake.read(key, opts.signal);
-  const { bytes } = await parseCsv(
+  const { bytes, sha256 } = await parseCsv(
     source,
     (fields, line, flag) => {
       if (header === undefined) {
@@ -64,11 +64,11 @@ async function readHeaderAndRows(
         pending = 0;
       }
     },
-    { signal: opts.signal },
+    { signal: opts.signal, hash: opts.hash },
   );
   if (pending > 0) opts.onRows?.(pending);
   if (header === undefined) header = resolveHeader(key, null, required);
-  return { bytes, header };
+  return { bytes, sha256, header };
 }
 
 function emptyCounts(reasons: readonly string[]): Record<string, number> {
@@ -211,6 +211,8 @@ export function streamDimsFrom(data: StreamDimsData): StreamDims {
 export interface StreamScan {
   key: string;
   fingerprint: string;
+  /** SHA-256 of the file's bytes: with the key, what identifies the file in the ledger. Empty on a schema error. */
+  contentHash: string;
   bytes: number;
   rows: number;
   complete: number;
@@ -265,6 +267,7 @@ export async function scanStreamFile(
   const scan: StreamScan = {
     key,
     fingerprint: obj.fingerprint,
+    contentHash: '',
     bytes: 0,
     rows: 0,
     complete: 0,
@@ -274,7 +277,7 @@ export async function scanStreamFile(
     duplicateHeaders: [],
   };
   try {
-    const { bytes, header } = await readHeaderAndRows(lake, key, STREAM_COLUMNS, opts, (fields, line, flag, h) => {
+    const { bytes, sha256, header } = await readHeaderAndRows(lake, key, STREAM_COLUMNS, { ...opts, hash: true }, (fields, line, flag, h) => {
       rows++;
       if (flag !== 0 || fields.length !== h.fieldCount) return reject(0, fields, line);
       const userId = fields[h.indexes[0]].trim();
@@ -312,6 +315,7 @@ export async function scanStreamFile(
       if (age >= 0) hs.ages[age]++;
     });
     scan.bytes = bytes;
+    scan.contentHash = sha256 ?? '';
     scan.duplicateHeaders = header.duplicates;
   } catch (err) {
     if (isMkpiError(err) && err.code === 'MKPI_SCHEMA') scan.schemaError = err;

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_ledger (
   archived_key  TEXT        NULL,
   hourly_loaded BOOLEAN     NOT NULL DEFAULT FALSE,
   genre_loaded  BOOLEAN     NOT NULL DEFAULT FALSE,
+  -- Added later (as archived_fingerprint is): init() adds both to older ledgers.
   PRIMARY KEY (file_key, fingerprint)
 );
 

@@ -21,7 +21,9 @@ function fmtRows(n: number): string {
 export function createProgress(opts: { quiet: boolean; stream?: NodeJS.WriteStream }): Progress {
   const stream = opts.stream ?? process.stderr;
   if (opts.quiet) return { event() {}, log() {}, warn() {}, stop() {} };
-  const tty = Boolean(stream.isTTY) && !process.env.CI;
+  // A spinner only on a real terminal of known width: ora's redraw divides by the width, and on a
+  // 0-column pseudo-terminal (`script`, `docker exec -t`, some CI runners) it never finishes a frame.
+  const tty = Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && !process.env.CI;
   let spinner: Ora | undefined;
   let streamStart = 0;
   let lastLine = 0;

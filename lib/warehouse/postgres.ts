@@ -424,13 +424,16 @@ export class PostgresWarehouse implements Warehouse {
    * IF NOT EXISTS turns it into a no-op).
    */
   private async migrate(c: pg.Client): Promise<void> {
-    const r = await c.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM information_schema.columns
-        WHERE table_schema = $1 AND table_name = 'musickpi_ledger' AND column_name = 'archived_fingerprint'`,
-      [this.schema],
+    const r = await c.query<{ column_name: string }>(
+      `SELECT column_name FROM information_schema.columns
+        WHERE table_schema = $1 AND table_name = 'musickpi_ledger' AND column_name = ANY($2::text[])`,
+      [this.schema, Object.keys(ADDED_LEDGER_COLUMNS)],
     );
-    if (r.rows[0].n === 0) {
-      await c.query(`ALTER TABLE ${this.quoted}.musickpi_ledger ADD COLUMN IF NOT EXISTS archived_fingerprint TEXT NULL`);
+    const have = new Set(r.rows.map((x) => x.column_name));
+    for (const [column, type] of Object.entries(ADDED_LEDGER_COLUMNS)) {
+      if (!have.has(column)) {
+        await c.query(`ALTER TABLE ${this.quoted}.musickpi_ledger ADD COLUMN IF NOT EXISTS ${column} ${type} NULL`);
+      }
     }
   }
 
@@ -529,18 +532,18 @@ export class PostgresWarehouse implements Warehouse {
         run_id: string;
         archived_key: string | null;
         archived_fingerprint: string | null;
+        content_hash: string | null;
         hourly_loaded: boolean;
         genre_loaded: boolean;
       };
-      const select = (copyFingerprint: string) =>
+      const select = (added: string) =>
         c.query<FileRow>(
-          `SELECT file_key, fingerprint, size, rows, run_id, archived_key, ${copyFingerprint} AS archived_fingerprint,
-                  hourly_loaded, genre_loaded
+          `SELECT file_key, fingerprint, size, rows, run_id, archived_key, ${added}, hourly_loaded, genre_loaded
              FROM ${this.quoted}.musickpi_ledger ORDER BY file_key, fingerprint`,
         );
-      // A ledger from before archived_fingerprint (init() adds it; a dry run does not run init).
-      const files = await select('archived_fingerprint').catch((err: unknown) => {
-        if (errCode(err) === '42703') return select('NULL::text');
+      // A ledger from before the added columns (init() adds them; a dry run does not run init).
+      const files = await select(Object.keys(ADDED_LEDGER_COLUMNS).join(', ')).catch((err: unknown) => {
+        if (errCode(err) === '42703') return select(Object.keys(ADDED_LEDGER_COLUMNS).map((col) => `NULL::text AS ${col}`).join(', '));
         throw err;
       });
       const dates = await c.query<{ file_key: string; fingerprint: string; listen_date: string }>(
@@ -563,6 +566,7 @@ export class PostgresWarehouse implements Warehouse {
         tables: KPI_TABLES.filter((t) => (t === 'hourly' ? f.hourly_loaded : f.genre_loaded)),
         runId: f.run_id,
         archivedKey: f.archived_key,
+        contentHash: f.content_hash,
         // Present only once known (an archived copy whose fingerprint was recorded).
         ...(f.archived_fingerprint !== null ? { archivedFingerprint: f.archived_fingerprint } : {}),
       }));
@@ -606,6 +610,18 @@ export class PostgresWarehouse implements Warehouse {
         result.genreRowsDeleted = del;
         result.genreRowsWritten = ins;
       }
+      const retire = batch.retire ?? [];
+      if (retire.length > 0) {
+        const keys = retire.map((r) => r.fileKey);
+        const fps = retire.map((r) => r.fingerprint);
+        for (const table of ['musickpi_ledger_dates', 'musickpi_ledger']) {
+          await c.query(
+            `DELETE FROM ${this.quoted}.${table} t USING unnest($1::text[], $2::text[]) AS r(file_key, fingerprint)
+              WHERE t.file_key = r.file_key AND t.fingerprint = r.fingerprint`,
+            [keys, fps],
+          );
+        }
+      }
       if (ledger.length > 0) {
         await c.query(renderSql('upsert-ledger', this.schema), [
           ledger.map((e) => e.fileKey),
@@ -616,6 +632,7 @@ export class PostgresWarehouse implements Warehouse {
           ledger.map((e) => e.archivedKey),
           ledger.map((e) => e.tables.includes('hourly')),
           ledger.map((e) => e.tables.includes('genre')),
+          ledger.map((e) => e.contentHash ?? null),
         ]);
         const dk: string[] = [];
         const df: string[] = [];
@@ -788,6 +805,7 @@ const EXPECTED_COLUMNS: Record<string, Record<string, string>> = {
     loaded_at: 'timestamp with time zone',
     archived_key: 'text',
     archived_fingerprint: 'text',
+    content_hash: 'text',
     hourly_loaded: 'boolean',
     genre_loaded: 'boolean',
   },
@@ -797,6 +815,9 @@ const EXPECTED_COLUMNS: Record<string, Record<string, string>> = {
     listen_date: 'date',
   },
 };
+
+/** Ledger columns added after the first release, in the order they came; init() adds missing ones. */
+const ADDED_LEDGER_COLUMNS: Record<string, string> = { archived_fingerprint: 'TEXT', content_hash: 'TEXT' };
 
 function ledgerKey(fileKey: string, fingerprint: string): string {
   return `${fileKey}\u0000${fingerprint}`;
@@ -816,6 +837,7 @@ export function mergeLedgerEntries(entries: LedgerEntry[]): LedgerEntry[] {
         dates: [...new Set([...prev.dates, ...e.dates])],
         tables: KPI_TABLES.filter((t) => prev.tables.includes(t) || e.tables.includes(t)),
         archivedKey: e.archivedKey ?? prev.archivedKey,
+        contentHash: e.contentHash ?? prev.contentHash ?? null,
       });
     }
   }

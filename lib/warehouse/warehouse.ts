@@ -24,10 +24,17 @@ export interface GenreRow {
   most_popular_track_id: string;
 }
 
-/** One stream file as the ledger knows it. (file_key, fingerprint) identifies it. */
+/**
+ * One stream file as the ledger knows it. (file_key, fingerprint) is its row's key; what makes
+ * two objects the same file is the key and the content (`contentHash`): a fingerprint is only
+ * the store's cheap stand-in for the content (size:mtime, an ETag), and it changes on a plain
+ * `cp` or a multipart re-upload of the same bytes.
+ */
 export interface LedgerEntry {
   fileKey: string; // key under the lake root when it was loaded, e.g. "streams/2024-06-01.csv"
   fingerprint: string;
+  /** SHA-256 (hex) of the file's bytes; null in rows written before it was recorded. */
+  contentHash?: string | null;
   size: number;
   rows: number; // data rows read from the file
   dates: string[]; // YYYY-MM-DD of every row with a valid listen_time
@@ -52,6 +59,12 @@ export interface LoadBatch {
   genre?: { dates: string[]; rows: GenreRow[] };
   /** Ledger upserts: entries listed here get `tables` merged with what the ledger already had. */
   ledger: LedgerEntry[];
+  /**
+   * Ledger rows to delete in the same transaction: twins, i.e. second rows for a file the
+   * ledger already holds (written by versions that identified files by fingerprint alone).
+   * Their dates are among the batch's dates, so the tables are recomputed without them.
+   */
+  retire?: { fileKey: string; fingerprint: string }[];
   /**
    * Called at each step of the load (the CLI's interruption checks and the tests' fault points
    * go through it): 'mid-copy' inside the first COPY, once its first chunk has reached the

@@ -247,6 +247,7 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
         tables: ['hourly', 'genre'],
         runId: 'r2',
         archivedKey: 'streams/archived/a.csv',
+        contentHash: null,
       },
       {
         fileKey: 'streams/b.csv',
@@ -257,6 +258,7 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
         tables: ['hourly', 'genre'],
         runId: 'r2',
         archivedKey: null,
+        contentHash: null,
       },
     ]);
     // A later load of a file already archived keeps its archive location.
@@ -264,6 +266,26 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
     const a = (await wh.readLedger())[0];
     assert.equal(a.archivedKey, 'streams/archived/a.csv');
     assert.deepEqual(a.tables, ['hourly', 'genre']);
+  });
+
+  it('ledger: a content hash once recorded is kept; retire deletes twin rows and their dates in the load', async () => {
+    await wh.init();
+    await wh.load({
+      runId: 'r1',
+      ledger: [
+        { ...entry('streams/a.csv', ['2024-06-01'], ['hourly', 'genre'], 'r1'), contentHash: 'h-a' },
+        { ...entry('streams/a.csv', ['2024-06-01'], ['hourly', 'genre'], 'r1'), fingerprint: 'twin' },
+      ],
+    });
+    await wh.load({ runId: 'r2', ledger: [{ ...entry('streams/a.csv', [], ['hourly'], 'r2'), contentHash: null }] });
+    assert.deepEqual((await wh.readLedger()).map((e) => [e.fingerprint, e.contentHash]), [
+      ['fp-streams/a.csv', 'h-a'],
+      ['twin', null],
+    ]);
+    await wh.load({ runId: 'r3', ledger: [], retire: [{ fileKey: 'streams/a.csv', fingerprint: 'twin' }] });
+    assert.deepEqual((await wh.readLedger()).map((e) => e.fingerprint), ['fp-streams/a.csv']);
+    const d = await wh.query(`SELECT fingerprint FROM ${SCHEMA}.musickpi_ledger_dates ORDER BY 1`);
+    assert.deepEqual(d.rows, [['fp-streams/a.csv']]);
   });
 
   for (const step of ['staged', 'merged', 'before-commit'] as const) {

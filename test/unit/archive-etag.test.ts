@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import { archiveLoaded, sameContent } from '../../lib/archive.js';
 import { MkpiError } from '../../lib/errors.js';
 import type { Lake, LakeObject, MoveOptions, MoveOutcome } from '../../lib/lake/lake.js';
-import { archiveKeys, DEFAULT_LAYOUT, locate } from '../../lib/list.js';
+import { archiveKeys, DEFAULT_LAYOUT, FileMatcher, findTwins, locate, planPending } from '../../lib/list.js';
 import type { LedgerEntry, Warehouse } from '../../lib/warehouse/warehouse.js';
 
 /** An S3-like lake in memory. Copies get a new, multipart-style ETag, as AWS gives them. */
@@ -25,6 +25,14 @@ class FakeLake implements Lake {
   put(key: string, body: string): string {
     const buf = Buffer.from(body);
     const etag = createHash('md5').update(buf).digest('hex');
+    this.objects.set(key, { body: buf, etag });
+    return etag;
+  }
+
+  /** The same bytes uploaded in parts: AWS gives the object an ETag of the parts' MD5s, "-N". */
+  putMultipart(key: string, body: string, parts = 2): string {
+    const buf = Buffer.from(body);
+    const etag = `${createHash('md5').update(`parts of ${body}`).digest('hex')}-${parts}`;
     this.objects.set(key, { body: buf, etag });
     return etag;
   }
@@ -239,5 +247,72 @@ describe('archive and locate when the archived copy gets a new fingerprint (AWS 
     expect(await sameContent(lake, 'w', 'x')).to.equal(false);
     expect(await sameContent(lake, 'e', 'e')).to.equal(true);
     expect(await sameContent(lake, 'e', 'x')).to.equal(false);
+  });
+
+  it('the same bytes re-uploaded as multipart (another ETag) are the loaded file, by content; a corrected file is not', async () => {
+    const lake = new FakeLake();
+    const ledger = new FakeLedger();
+    const fp = lake.put('streams/a.csv', A);
+    ledger.add('streams/a.csv', fp, A.length).contentHash = createHash('sha256').update(A).digest('hex');
+    await archiveLoaded(lake, ledger.asWarehouse, layout);
+    const mp = lake.putMultipart('streams/a.csv', A);
+    expect(mp).to.not.equal(fp);
+
+    const matcher = new FileMatcher(lake, layout, await ledger.readLedger());
+    const [obj] = await lake.list('streams/', ['streams/archived/']);
+    expect((await matcher.match(obj))?.fingerprint).to.equal(fp);
+    const plan = await planPending([obj], matcher, ['hourly', 'genre']);
+    expect(plan.pending).to.deep.equal([]);
+    expect(plan.alreadyLoaded.map((p) => p.entry.fingerprint)).to.deep.equal([fp]);
+
+    // Archive finds the loaded bytes in the archive already: it only removes the re-delivered copy.
+    const done = await archiveLoaded(lake, ledger.asWarehouse, layout);
+    expect(done).to.deep.equal([{ from: 'streams/a.csv', to: 'streams/archived/a.csv', renamed: false }]);
+    expect([...lake.objects.keys()].sort()).to.deep.equal(['streams/archived/a.csv']);
+    expect(ledger.entries).to.have.length(1);
+
+    // Same key, same size, other bytes: a different file.
+    lake.putMultipart('streams/a.csv', A.replace('u1', 'u9'));
+    const [other] = await lake.list('streams/', ['streams/archived/']);
+    expect(await new FileMatcher(lake, layout, await ledger.readLedger()).match(other)).to.equal(undefined);
+  });
+
+  it('hashes only an object whose key the ledger holds under another fingerprint of the same size', async () => {
+    const lake = new FakeLake();
+    const ledger = new FakeLedger();
+    ledger.add('streams/a.csv', 'old', A.length + 3).contentHash = 'x';
+    lake.put('streams/a.csv', A);
+    lake.put('streams/b.csv', A);
+    const objs = await lake.list('streams/');
+    const matcher = new FileMatcher(lake, layout, await ledger.readLedger());
+    for (const o of objs) expect(await matcher.match(o)).to.equal(undefined);
+    expect(lake.reads).to.deep.equal([]);
+  });
+
+  it('a ledger row from before content hashes is matched by comparing with its copy in the lake', async () => {
+    const lake = new FakeLake();
+    const ledger = new FakeLedger();
+    const fp = lake.put('streams/a.csv', A);
+    ledger.add('streams/a.csv', fp, A.length);
+    await archiveLoaded(lake, ledger.asWarehouse, layout);
+    lake.putMultipart('streams/a.csv', A);
+    const [obj] = await lake.list('streams/', ['streams/archived/']);
+    expect((await new FileMatcher(lake, layout, await ledger.readLedger()).match(obj))?.fingerprint).to.equal(fp);
+  });
+
+  it('findTwins: rows of one key with one content hash or one archived object; the earliest run is kept', () => {
+    const base = { size: 1, rows: 1, dates: ['2024-06-01'], tables: ['hourly', 'genre'] as ('hourly' | 'genre')[] };
+    const groups = findTwins([
+      { ...base, fileKey: 'streams/a.csv', fingerprint: 'f2', runId: 'r2', archivedKey: 'streams/archived/a.csv' },
+      { ...base, fileKey: 'streams/a.csv', fingerprint: 'f1', runId: 'r1', archivedKey: 'streams/archived/a.csv' },
+      { ...base, fileKey: 'streams/a.csv', fingerprint: 'f3', runId: 'r3', archivedKey: 'streams/archived/a~1.csv' },
+      { ...base, fileKey: 'streams/b.csv', fingerprint: 'g1', runId: 'r1', archivedKey: null, contentHash: 'h' },
+      { ...base, fileKey: 'streams/b.csv', fingerprint: 'g2', runId: 'r2', archivedKey: null, contentHash: 'h' },
+      { ...base, fileKey: 'streams/c.csv', fingerprint: 'k1', runId: 'r1', archivedKey: null, contentHash: 'h' },
+    ]);
+    expect(groups.map((g) => [g.keep.fingerprint, g.twins.map((t) => t.fingerprint)])).to.deep.equal([
+      ['f1', ['f2']],
+      ['g1', ['g2']],
+    ]);
   });
 });
