@@ -161,8 +161,8 @@ export async function duckdbKpis(lake: string, threads: number, log: (s: string)
     const t1 = performance.now();
     const toPlain = (rows: Record<string, unknown>[]) =>
       rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
-    const hourly = toPlain((await con.runAndReadAll(HOURLY)).getRowObjectsJS() as Record<string, unknown>[]);
-    const genre = toPlain((await con.runAndReadAll(GENRE)).getRowObjectsJS() as Record<string, unknown>[]);
+    const hourly = toPlain((await con.runAndReadAll(HOURLY)).getRowObjectsJS());
+    const genre = toPlain((await con.runAndReadAll(GENRE)).getRowObjectsJS());
     const complete = (await con.runAndReadAll('SELECT count(*) AS n FROM listens')).getRowObjectsJS()[0] as { n: bigint };
     log(`duckdb: load+validate ${(t1 - t0).toFixed(0)} ms, KPIs ${(performance.now() - t1).toFixed(0)} ms`);
     return { hourly, genre, completeRows: Number(complete.n) };

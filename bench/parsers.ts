@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { parse as fastCsvParse } from 'fast-csv';
-import { CsvParser, parseCsv } from '../lib/parse.js';
-import { parseListenTime } from '../lib/listen-time.js';
+import { CsvParser, parseCsv } from '../lib/stages/parse.js';
+import { parseListenTime } from '../lib/domain/listen-time.js';
 
 const ROWS = Number(process.argv[2] ?? 1_000_000);
 const RUNS = 3;

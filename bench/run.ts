@@ -23,7 +23,19 @@
 // its whole life) as it exits. No sampling, no dependence on GNU time.
 
 import { spawn } from 'node:child_process';
-import { createReadStream, existsSync, linkSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
+import {
+  createReadStream,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  copyFileSync,
+  chmodSync,
+} from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -34,7 +46,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { generateLake, type LakeSpec } from './generate-lake.js';
-import { startEmbedded, type EmbeddedServer } from '../lib/warehouse/embedded.js';
+import { startEmbedded, type EmbeddedServer } from '../lib/adapters/warehouse/embedded.js';
 
 // ---------------------------------------------------------------- setup
 
@@ -64,7 +76,12 @@ const { values: args } = parseArgs({
 });
 const QUICK = args.quick ?? false;
 const RUNS = Math.max(3, Number(args.runs ?? 5));
-const SKIP = new Set((args.skip ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+const SKIP = new Set(
+  (args.skip ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 const CACHE = resolve(REPO, args.cache ?? join('tmp', 'bench'));
 const DOCS = args.docs ? resolve(args.docs) : QUICK ? join(CACHE, 'performance-quick.md') : join(REPO, 'docs', 'performance.md');
 const THREADS = 2;
@@ -201,7 +218,8 @@ function parseReport(r: ChildRun, what: string): Report {
   } catch {
     throw new BenchFailure(`${what}: exit ${r.code}, no JSON report\n${r.stderr.slice(-2000)}`);
   }
-  if (r.code !== 0 || !report.ok) throw new BenchFailure(`${what}: exit ${r.code}: ${JSON.stringify(report.error)}\n${r.stderr.slice(-2000)}`);
+  if (r.code !== 0 || !report.ok)
+    throw new BenchFailure(`${what}: exit ${r.code}: ${JSON.stringify(report.error)}\n${r.stderr.slice(-2000)}`);
   return report;
 }
 
@@ -350,7 +368,13 @@ async function startS3(dir: string): Promise<{ endpoint: string; client: S3Clien
 
 async function uploadLake(client: S3Client, bucket: string, prefix: string, dir: string): Promise<void> {
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  const files = ['songs.csv', 'users.csv', ...readdirSync(join(dir, 'streams')).filter((f) => f.endsWith('.csv')).map((f) => `streams/${f}`)];
+  const files = [
+    'songs.csv',
+    'users.csv',
+    ...readdirSync(join(dir, 'streams'))
+      .filter((f) => f.endsWith('.csv'))
+      .map((f) => `streams/${f}`),
+  ];
   for (const f of files) {
     const path = join(dir, f);
     await client.send(
@@ -385,7 +409,15 @@ interface Results {
   differential: { table: string; lake: string; rows: number; maxRel: number }[];
   scale?: { small: number; big: number; bigListens: number; bigWall: number };
   e2e?: { run: number[]; compute: number; timings: Record<string, number>; rss: number[] };
-  s3?: { local: number[]; s3: number[]; localTimings: Record<string, number>; s3Timings: Record<string, number>; rawGetMBs: number; rawGetMs: number; rss: number[] };
+  s3?: {
+    local: number[];
+    s3: number[];
+    localTimings: Record<string, number>;
+    s3Timings: Record<string, number>;
+    rawGetMBs: number;
+    rawGetMs: number;
+    rss: number[];
+  };
   parsers?: string;
 }
 
@@ -406,7 +438,8 @@ function machine(): Record<string, string> {
 
 async function main(): Promise<void> {
   for (const f of ['rss-probe.js', 'duckdb-kpis.js', 'parsers.js']) {
-    if (!existsSync(join(DIST_BENCH, f))) throw new BenchFailure(`${join(DIST_BENCH, f)} is missing: run \`npm run build\` first (make bench does)`);
+    if (!existsSync(join(DIST_BENCH, f)))
+      throw new BenchFailure(`${join(DIST_BENCH, f)} is missing: run \`npm run build\` first (make bench does)`);
   }
   mkdirSync(CACHE, { recursive: true });
   const res: Results = {
@@ -421,7 +454,10 @@ async function main(): Promise<void> {
     mkTimings: {},
     differential: [],
   };
-  if (res.loadBefore[0] > 0.5) log(`warning: load average ${res.loadBefore[0].toFixed(2)}: other processes compete for the ${os.availableParallelism()} cores; figures will be noisy`);
+  if (res.loadBefore[0] > 0.5)
+    log(
+      `warning: load average ${res.loadBefore[0].toFixed(2)}: other processes compete for the ${os.availableParallelism()} cores; figures will be noisy`,
+    );
 
   const lake = ensureLake(SHAPE);
   res.bytes = lakeBytes(lake);
@@ -447,7 +483,8 @@ async function main(): Promise<void> {
     for (let i = 0; i <= RUNS; i++) {
       const label = i === 0 ? 'warm-up' : `run ${i}/${RUNS}`;
       const m = await musickpi(computeArgs(lake), 'musickpi compute');
-      if (m.report.totals.rowsRead !== SHAPE.streams) throw new BenchFailure(`musickpi read ${m.report.totals.rowsRead} rows, expected ${SHAPE.streams}`);
+      if (m.report.totals.rowsRead !== SHAPE.streams)
+        throw new BenchFailure(`musickpi read ${m.report.totals.rowsRead} rows, expected ${SHAPE.streams}`);
       const d = await duckdb(lake, duckOut);
       lastDuck = d.result;
       log(
@@ -463,7 +500,9 @@ async function main(): Promise<void> {
       res.duck.cpu.push(d.run.cpuMs);
       mkTimings.push(m.report.timings);
       if (d.result.completeRows !== m.report.totals.completeRows) {
-        throw new BenchFailure(`DIFFERENTIAL CHECK FAILED: complete rows: musickpi ${m.report.totals.completeRows}, DuckDB ${d.result.completeRows}`);
+        throw new BenchFailure(
+          `DIFFERENTIAL CHECK FAILED: complete rows: musickpi ${m.report.totals.completeRows}, DuckDB ${d.result.completeRows}`,
+        );
       }
     }
     res.mkTimings = avgTimings(mkTimings);
@@ -477,7 +516,9 @@ async function main(): Promise<void> {
       copyLake(lakeDir, copy);
       const m = await musickpi(['run', '--warehouse', url, '--lake', copy, ...extra], `musickpi run (${tag})`);
       if (m.report.totals.completeRows !== duck.completeRows) {
-        throw new BenchFailure(`DIFFERENTIAL CHECK FAILED (${tag}): complete rows: musickpi ${m.report.totals.completeRows}, DuckDB ${duck.completeRows}`);
+        throw new BenchFailure(
+          `DIFFERENTIAL CHECK FAILED (${tag}): complete rows: musickpi ${m.report.totals.completeRows}, DuckDB ${duck.completeRows}`,
+        );
       }
       for (const [table, key, theirs] of [
         ['hourly_kpis', HOURLY_KEY, duck.hourly],
@@ -514,7 +555,8 @@ async function main(): Promise<void> {
         const copy = join(work, `e2e-${i}`);
         copyLake(lake, copy);
         const m = await musickpi(['run', '--warehouse', url, '--lake', copy], 'musickpi run');
-        if (!m.report.loaded || (m.report.archived?.length ?? 0) !== SHAPE.files) throw new BenchFailure('musickpi run did not load and archive every file');
+        if (!m.report.loaded || (m.report.archived?.length ?? 0) !== SHAPE.files)
+          throw new BenchFailure('musickpi run did not load and archive every file');
         log(
           `e2e ${i === 0 ? 'warm-up' : `run ${i}/${RUNS}`}: compute-only ${fmtS(c.run.wallMs)}, run ${fmtS(m.run.wallMs)} ` +
             `${fmtMb(m.run.maxRssMb)} ${JSON.stringify(m.report.timings)}`,
@@ -547,7 +589,17 @@ async function main(): Promise<void> {
       mkdirSync(s3dir);
       s3 = await startS3(s3dir);
       await uploadLake(s3.client, 'bench', 'lake', lake);
-      const s3Args = ['compute', '--dry-run', '--warehouse', computeDb, '--lake', 's3://bench/lake', '--s3-endpoint', s3.endpoint, '--s3-force-path-style'];
+      const s3Args = [
+        'compute',
+        '--dry-run',
+        '--warehouse',
+        computeDb,
+        '--lake',
+        's3://bench/lake',
+        '--s3-endpoint',
+        s3.endpoint,
+        '--s3-force-path-style',
+      ];
       const local: number[] = [];
       const remote: number[] = [];
       const rss: number[] = [];
@@ -556,7 +608,9 @@ async function main(): Promise<void> {
       for (let i = 0; i <= RUNS; i++) {
         const a = await musickpi(computeArgs(lake), 'musickpi compute (local)');
         const b = await musickpi(s3Args, 'musickpi compute (S3)', { env: S3_CREDS });
-        log(`S3 ${i === 0 ? 'warm-up' : `run ${i}/${RUNS}`}: local ${fmtS(a.run.wallMs)}, S3 ${fmtS(b.run.wallMs)} ${fmtMb(b.run.maxRssMb)}`);
+        log(
+          `S3 ${i === 0 ? 'warm-up' : `run ${i}/${RUNS}`}: local ${fmtS(a.run.wallMs)}, S3 ${fmtS(b.run.wallMs)} ${fmtMb(b.run.maxRssMb)}`,
+        );
         if (i === 0) continue;
         local.push(a.run.wallMs);
         remote.push(b.run.wallMs);
@@ -620,7 +674,9 @@ function mainTable(res: Results): string[] {
 const ratioMain = (res: Results) => median(res.mk.walls) / median(res.duck.walls);
 
 function printMain(res: Results): void {
-  out(`## musickpi vs DuckDB: ${res.rows.toLocaleString('en-US')} listens, ${(res.bytes.all / 1e6).toFixed(0)} MB (medians of ${RUNS} runs after a warm-up)\n`);
+  out(
+    `## musickpi vs DuckDB: ${res.rows.toLocaleString('en-US')} listens, ${(res.bytes.all / 1e6).toFixed(0)} MB (medians of ${RUNS} runs after a warm-up)\n`,
+  );
   for (const l of mainTable(res)) out(l);
   out(`\nmusickpi / DuckDB wall: ${fmtRatio(ratioMain(res))}`);
   out(`musickpi stages (median ms): ${JSON.stringify(res.mkTimings)}`);
@@ -628,23 +684,30 @@ function printMain(res: Results): void {
 
 function printDifferential(res: Results): void {
   out('\n## Differential check (musickpi tables in PostgreSQL vs DuckDB, relative tolerance 1e-9): passed');
-  for (const d of res.differential) out(`- ${d.lake} lake, ${d.table}: ${d.rows} rows equal (largest relative float difference ${d.maxRel.toExponential(1)})`);
+  for (const d of res.differential)
+    out(`- ${d.lake} lake, ${d.table}: ${d.rows} rows equal (largest relative float difference ${d.maxRel.toExponential(1)})`);
 }
 
 function printE2e(res: Results): void {
   const e = res.e2e!;
-  out(`\n## End to end: run (load + archive) ${fmtS(median(e.run))} vs compute-only ${fmtS(e.compute)}: ${fmtRatio(median(e.run) / e.compute)}`);
+  out(
+    `\n## End to end: run (load + archive) ${fmtS(median(e.run))} vs compute-only ${fmtS(e.compute)}: ${fmtRatio(median(e.run) / e.compute)}`,
+  );
   out(`run stages (median ms): ${JSON.stringify(e.timings)}`);
 }
 
 function printScale(res: Results): void {
   const s = res.scale!;
-  out(`\n## Memory scaling: peak RSS ${fmtMb(s.small)} at ${res.rows.toLocaleString('en-US')} listens, ${fmtMb(s.big)} at ${s.bigListens.toLocaleString('en-US')} (${((s.big / s.small - 1) * 100).toFixed(1)} %)`);
+  out(
+    `\n## Memory scaling: peak RSS ${fmtMb(s.small)} at ${res.rows.toLocaleString('en-US')} listens, ${fmtMb(s.big)} at ${s.bigListens.toLocaleString('en-US')} (${((s.big / s.small - 1) * 100).toFixed(1)} %)`,
+  );
 }
 
 function printS3(res: Results): void {
   const s = res.s3!;
-  out(`\n## S3 (s3rver, in the benchmark process) vs local: ${fmtS(median(s.s3))} vs ${fmtS(median(s.local))}: ${fmtRatio(median(s.s3) / median(s.local))}`);
+  out(
+    `\n## S3 (s3rver, in the benchmark process) vs local: ${fmtS(median(s.s3))} vs ${fmtS(median(s.local))}: ${fmtRatio(median(s.s3) / median(s.local))}`,
+  );
   out(`S3 stages (median ms): ${JSON.stringify(s.s3Timings)}; local: ${JSON.stringify(s.localTimings)}`);
   out(`s3rver alone serves the stream files at ${s.rawGetMBs.toFixed(0)} MB/s (${fmtS(s.rawGetMs)} to GET them all, no parsing)`);
 }
@@ -659,18 +722,34 @@ interface Target {
 function targets(res: Results): Target[] {
   const t: Target[] = [];
   const r = ratioMain(res);
-  t.push({ what: 'compute --dry-run wall / DuckDB (2 threads)', target: '≤ 1.0× (stretch ≤ 0.5×)', measured: fmtRatio(r) + (r <= 0.5 ? ' (stretch met)' : ''), met: r <= 1 });
+  t.push({
+    what: 'compute --dry-run wall / DuckDB (2 threads)',
+    target: '≤ 1.0× (stretch ≤ 0.5×)',
+    measured: fmtRatio(r) + (r <= 0.5 ? ' (stretch met)' : ''),
+    met: r <= 1,
+  });
   const rss = median(res.mk.rss);
   t.push({ what: `peak RSS at ${res.rows.toLocaleString('en-US')} listens`, target: '≤ 300 MB', measured: fmtMb(rss), met: rss <= 300 });
   if (res.scale) {
     const g = res.scale.big / res.scale.small - 1;
-    t.push({ what: `peak RSS at ${res.scale.bigListens.toLocaleString('en-US')} vs ${res.rows.toLocaleString('en-US')}`, target: '≤ +15 %', measured: `${(g * 100).toFixed(1)} % (${fmtMb(res.scale.big)})`, met: g <= 0.15 });
+    t.push({
+      what: `peak RSS at ${res.scale.bigListens.toLocaleString('en-US')} vs ${res.rows.toLocaleString('en-US')}`,
+      target: '≤ +15 %',
+      measured: `${(g * 100).toFixed(1)} % (${fmtMb(res.scale.big)})`,
+      met: g <= 0.15,
+    });
   }
   if (res.e2e) {
     const e = median(res.e2e.run) / res.e2e.compute;
     t.push({ what: 'end-to-end run / compute-only', target: '≤ 1.2×', measured: fmtRatio(e), met: e <= 1.2 });
   }
-  if (res.s3) t.push({ what: 'S3 (s3rver) / local', target: 'measure and explain', measured: fmtRatio(median(res.s3.s3) / median(res.s3.local)), met: true });
+  if (res.s3)
+    t.push({
+      what: 'S3 (s3rver) / local',
+      target: 'measure and explain',
+      measured: fmtRatio(median(res.s3.s3) / median(res.s3.local)),
+      met: true,
+    });
   return t;
 }
 
@@ -686,13 +765,20 @@ function renderDocs(res: Results): string {
   const p = (s = '') => L.push(s);
   p('# Performance');
   p();
-  p(`Generated by \`make bench\` (bench/run.ts) on ${res.date.slice(0, 10)}${QUICK ? ' — **quick mode: a small lake, not representative**' : ''}. Do not edit by hand: the next`);
+  p(
+    `Generated by \`make bench\` (bench/run.ts) on ${res.date.slice(0, 10)}${QUICK ? ' — **quick mode: a small lake, not representative**' : ''}. Do not edit by hand: the next`,
+  );
   p('benchmark run rewrites this file.');
   p();
   p('## Machine');
   p();
   for (const [k, v] of Object.entries(res.machine)) p(`- ${k}: ${v}`);
-  p(`- load average (1, 5, 15 min) when the benchmark started: ${res.loadBefore.map((x) => x.toFixed(2)).join(', ')}; when it ended: ${os.loadavg().map((x) => x.toFixed(2)).join(', ')}`);
+  p(
+    `- load average (1, 5, 15 min) when the benchmark started: ${res.loadBefore.map((x) => x.toFixed(2)).join(', ')}; when it ended: ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(', ')}`,
+  );
   if (Math.max(res.loadBefore[0], os.loadavg()[0]) > 1.5) {
     p('  (the benchmark itself keeps ~2 busy; more means other processes shared the cores: the figures are');
     p('  noisier than usual, which the alternation of the engines and the medians only partly absorb)');
@@ -716,17 +802,22 @@ function renderDocs(res: Results): string {
   p();
   for (const l of mainTable(res)) p(l);
   p();
-  p(`Ratio musickpi / DuckDB (wall): **${fmtRatio(ratioMain(res))}**. musickpi's stages (median ms, from its JSON report): ` + stageList(res.mkTimings) + '.');
-  p('The wall time is the child process\'s, from spawn to exit: Node start-up, connecting to PostgreSQL, and for');
+  p(
+    `Ratio musickpi / DuckDB (wall): **${fmtRatio(ratioMain(res))}**. musickpi's stages (median ms, from its JSON report): ` +
+      stageList(res.mkTimings) +
+      '.',
+  );
+  p("The wall time is the child process's, from spawn to exit: Node start-up, connecting to PostgreSQL, and for");
   p('DuckDB loading its native module, are all included.');
   p();
   p('## Differential check');
   p();
-  p('The benchmark fails (exit 1) unless the KPI tables musickpi loads into PostgreSQL equal the DuckDB peer\'s');
-  p('(bench/duckdb-kpis.ts: the spec\'s KPIs and its validation rules for complete rows, in SQL), integers and');
+  p("The benchmark fails (exit 1) unless the KPI tables musickpi loads into PostgreSQL equal the DuckDB peer's");
+  p("(bench/duckdb-kpis.ts: the spec's KPIs and its validation rules for complete rows, in SQL), integers and");
   p('strings exactly, floats within a relative 1e-9 (spec §6). This run:');
   p();
-  for (const d of res.differential) p(`- ${d.lake} lake, \`${d.table}\`: ${d.rows} rows equal; largest relative float difference ${d.maxRel.toExponential(1)}`);
+  for (const d of res.differential)
+    p(`- ${d.lake} lake, \`${d.table}\`: ${d.rows} rows equal; largest relative float difference ${d.maxRel.toExponential(1)}`);
   p();
   p('The messy lake (generate-lake --messy: a BOM, CRLF files, every reject reason, orphans, duplicate dimension');
   p('rows, fractional seconds with `Z`) checks the validation rules, not only the arithmetic.');
@@ -739,19 +830,25 @@ function renderDocs(res: Results): string {
     p(`| ${res.rows.toLocaleString('en-US')} | ${fmtMb(res.scale.small)} | ${fmtS(median(res.mk.walls))} |`);
     p(`| ${res.scale.bigListens.toLocaleString('en-US')} | ${fmtMb(res.scale.big)} | ${fmtS(res.scale.bigWall)} |`);
     p();
-    p('Same songs, users, files and days; four times the listens. The reducers\' state is sized by tracks, users and');
+    p("Same songs, users, files and days; four times the listens. The reducers' state is sized by tracks, users and");
     p('hours, never by listens (per hour at most a counter per track, a bitset of users, six age-group counters), the');
     p('dimensions are loaded once, rejects are spooled to disk and files are streamed; what grows a little is the');
-    p('V8 heaps\' high-water mark over a longer run.');
+    p("V8 heaps' high-water mark over a longer run.");
   }
   if (res.e2e) {
     p();
     p('## End to end');
     p();
     p(`\`run\` (validate, compute, load into PostgreSQL in one transaction, archive), each run on a fresh copy of the lake`);
-    p(`(hard links) and a fresh database: median **${fmtS(median(res.e2e.run))}** (runs: ${res.e2e.run.map((x) => (x / 1000).toFixed(2)).join(', ')} s; peak RSS ${fmtMb(median(res.e2e.rss))}),`);
-    p(`against compute-only (\`compute --dry-run\`, run alternately with them) ${fmtS(res.e2e.compute)}: **${fmtRatio(median(res.e2e.run) / res.e2e.compute)}**.`);
-    p(`Stages of \`run\` (median ms): ${stageList(res.e2e.timings)}. Loading the ${res.differential.filter((d) => d.lake === 'default').reduce((a, d) => a + d.rows, 0)} KPI rows and the ledger is one`);
+    p(
+      `(hard links) and a fresh database: median **${fmtS(median(res.e2e.run))}** (runs: ${res.e2e.run.map((x) => (x / 1000).toFixed(2)).join(', ')} s; peak RSS ${fmtMb(median(res.e2e.rss))}),`,
+    );
+    p(
+      `against compute-only (\`compute --dry-run\`, run alternately with them) ${fmtS(res.e2e.compute)}: **${fmtRatio(median(res.e2e.run) / res.e2e.compute)}**.`,
+    );
+    p(
+      `Stages of \`run\` (median ms): ${stageList(res.e2e.timings)}. Loading the ${res.differential.filter((d) => d.lake === 'default').reduce((a, d) => a + d.rows, 0)} KPI rows and the ledger is one`,
+    );
     p('transaction of a few tens of ms, and archiving a local file is a hard link and an unlink; the rest of the');
     p('difference is creating the schema in the fresh database and taking the run lock.');
   }
@@ -761,7 +858,9 @@ function renderDocs(res: Results): string {
     p('## S3 against the local lake');
     p();
     p(`The same lake uploaded to s3rver (in-process in the benchmark, on this machine), read through the AWS SDK:`);
-    p(`median **${fmtS(median(s.s3))}** against ${fmtS(median(s.local))} locally (**${fmtRatio(median(s.s3) / median(s.local))}**); peak RSS ${fmtMb(median(s.rss))}.`);
+    p(
+      `median **${fmtS(median(s.s3))}** against ${fmtS(median(s.local))} locally (**${fmtRatio(median(s.s3) / median(s.local))}**); peak RSS ${fmtMb(median(s.rss))}.`,
+    );
     p();
     p(`| stage (median ms) | local | S3 |`);
     p(`| --- | ---: | ---: |`);
@@ -785,15 +884,19 @@ function renderDocs(res: Results): string {
           : `${rest} ms are outside the stages (the client's set-up and tear-down; medians do not add up exactly).`),
     );
     p('The bytes themselves are not the limit: s3rver alone serves the stream files at');
-    p(`${s.rawGetMBs.toFixed(0)} MB/s (${fmtS(s.rawGetMs)} to GET them all with the SDK, discarding them; page cache, loopback), while the`);
-    p(`pipeline consumes ~${(res.bytes.streams / 1e6 / ((s.localTimings.streams ?? 1) / 1000)).toFixed(0)} MB/s of stream files on two cores. Against a real S3 bucket the`);
+    p(
+      `${s.rawGetMBs.toFixed(0)} MB/s (${fmtS(s.rawGetMs)} to GET them all with the SDK, discarding them; page cache, loopback), while the`,
+    );
+    p(
+      `pipeline consumes ~${(res.bytes.streams / 1e6 / ((s.localTimings.streams ?? 1) / 1000)).toFixed(0)} MB/s of stream files on two cores. Against a real S3 bucket the`,
+    );
     p('per-connection throughput (typically 50-100 MB/s) would be the bound instead; with three readers, each');
     p('with its own connection, the pipeline would still be fed at about its local speed.');
   }
   p();
   p('## How it is measured');
   p();
-  p('- Each engine runs as a child process (`node --import dist/bench/rss-probe.js …`). Peak RSS is the child\'s');
+  p("- Each engine runs as a child process (`node --import dist/bench/rss-probe.js …`). Peak RSS is the child's");
   p('  `process.resourceUsage().maxRSS` (getrusage `ru_maxrss`) printed as it exits: the whole process, worker');
   p('  threads included, over its whole life; no sampling, no external tool.');
   p(`- musickpi: \`./bin/musickpi compute --dry-run --warehouse <url> --lake <dir> --json --quiet\`, against a PostgreSQL`);

@@ -1,6 +1,6 @@
 // The one place where error codes become exit statuses (sysexits, as Airflow and cron see them).
 
-import type { ErrorCode } from '../errors.js';
+import type { ErrorCode } from '../domain/errors.js';
 
 export const EXIT = {
   OK: 0,

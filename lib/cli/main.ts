@@ -3,21 +3,15 @@
 
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { MkpiError } from '../errors.js';
+import { MkpiError } from '../domain/errors.js';
 import { EXIT } from './exit-codes.js';
-import { printError, withRuntime, type Runtime } from './runtime.js';
-import type { OutputArgs } from './options.js';
+import { printError } from './runtime.js';
 import * as run from './commands/run.js';
 import * as validate from './commands/validate.js';
 import * as compute from './commands/compute.js';
 import * as archive from './commands/archive.js';
 import * as init from './commands/init.js';
 import * as query from './commands/query.js';
-
-export async function execute(args: Partial<OutputArgs> & { home?: string }, name: string, body: (rt: Runtime) => Promise<string | undefined>): Promise<void> {
-  const json = Boolean(args.json);
-  process.exitCode = await withRuntime({ json, quiet: Boolean(args.quiet), home: args.home }, body, (err) => printError(err, json, name));
-}
 
 export async function main(argv: string[]): Promise<void> {
   const parser = yargs(hideBin(['node', 'musickpi', ...argv]))

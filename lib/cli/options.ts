@@ -2,9 +2,9 @@
 // precedence: flags > MUSICKPI_* environment variables > defaults.
 
 import type { Argv } from 'yargs';
-import { MkpiError } from '../errors.js';
-import { KPI_TABLES, type KpiTable } from '../warehouse/warehouse.js';
-import { DEFAULT_LAYOUT, normalisePrefix, type LakeLayout } from '../list.js';
+import { MkpiError } from '../domain/errors.js';
+import { KPI_TABLES, type KpiTable } from '../domain/kpi.js';
+import { DEFAULT_LAYOUT, normalisePrefix, type LakeLayout } from '../domain/layout.js';
 
 export interface LakeArgs {
   lake: string;
@@ -42,11 +42,24 @@ export function lakeOptions<T>(y: Argv<T>) {
     .option('songs', { type: 'string', default: DEFAULT_LAYOUT.songs, describe: 'songs file, relative to the lake', group: 'Lake:' })
     .option('users', { type: 'string', default: DEFAULT_LAYOUT.users, describe: 'users file, relative to the lake', group: 'Lake:' })
     .option('streams', { type: 'string', default: DEFAULT_LAYOUT.streams, describe: 'folder of new stream files', group: 'Lake:' })
-    .option('archive', { type: 'string', default: DEFAULT_LAYOUT.archive, describe: 'folder archived stream files move to', group: 'Lake:' })
+    .option('archive', {
+      type: 'string',
+      default: DEFAULT_LAYOUT.archive,
+      describe: 'folder archived stream files move to',
+      group: 'Lake:',
+    })
     .option('rejects', { type: 'string', describe: 'folder for the rejects CSV [default: rejects/<run id>/]', group: 'Lake:' })
-    .option('s3-endpoint', { type: 'string', describe: 'endpoint of an S3-compatible store', group: 'S3 (credentials: AWS default chain):' })
+    .option('s3-endpoint', {
+      type: 'string',
+      describe: 'endpoint of an S3-compatible store',
+      group: 'S3 (credentials: AWS default chain):',
+    })
     .option('s3-region', { type: 'string', describe: 'S3 region', group: 'S3 (credentials: AWS default chain):' })
-    .option('s3-force-path-style', { type: 'boolean', describe: 'path-style S3 URLs (MinIO, Ceph)', group: 'S3 (credentials: AWS default chain):' });
+    .option('s3-force-path-style', {
+      type: 'boolean',
+      describe: 'path-style S3 URLs (MinIO, Ceph)',
+      group: 'S3 (credentials: AWS default chain):',
+    });
 }
 
 export function warehouseOptions<T>(y: Argv<T>) {
@@ -68,9 +81,23 @@ export function outputOptions<T>(y: Argv<T>) {
 export function computeOptions<T>(y: Argv<T>) {
   return y
     .option('kpis', { type: 'string', default: KPI_TABLES.join(','), describe: 'KPI tables to compute: hourly, genre', group: 'Compute:' })
-    .option('dry-run', { type: 'boolean', default: false, describe: 'read, validate and compute; write nothing, move nothing', group: 'Compute:' })
-    .option('max-bad-rows', { type: 'number', default: 0, describe: 'bad stream rows tolerated before the run fails (exit 65)', group: 'Compute:' })
-    .option('max-orphan-rows', { type: 'number', describe: 'orphan rows tolerated [default: no limit, orphans only warn]', group: 'Compute:' })
+    .option('dry-run', {
+      type: 'boolean',
+      default: false,
+      describe: 'read, validate and compute; write nothing, move nothing',
+      group: 'Compute:',
+    })
+    .option('max-bad-rows', {
+      type: 'number',
+      default: 0,
+      describe: 'bad stream rows tolerated before the run fails (exit 65)',
+      group: 'Compute:',
+    })
+    .option('max-orphan-rows', {
+      type: 'number',
+      describe: 'orphan rows tolerated [default: no limit, orphans only warn]',
+      group: 'Compute:',
+    })
     .option('workers', {
       type: 'number',
       describe: 'worker threads reading stream files next to the main thread (0 or 1: the main thread alone) [default: min(2, cores)]',
@@ -79,7 +106,10 @@ export function computeOptions<T>(y: Argv<T>) {
 }
 
 export function parseKpis(raw: string): KpiTable[] {
-  const names = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const bad = names.filter((n) => !(KPI_TABLES as readonly string[]).includes(n));
   if (names.length === 0 || bad.length > 0) {
     throw new MkpiError('MKPI_USAGE', `--kpis: unknown KPI table ${bad.join(', ') || '(none given)'}`, {

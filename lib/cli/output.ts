@@ -1,7 +1,7 @@
 // Human-readable output on stdout: a short run summary, and aligned tables for `query`.
 
-import type { RunReport } from '../report.js';
-import { REJECT_REASONS } from '../validate.js';
+import type { RunReport } from '../pipeline/report.js';
+import { REJECT_REASONS } from '../domain/reject-reasons.js';
 
 const n = (x: number) => x.toLocaleString('en-US');
 
@@ -14,12 +14,18 @@ export function summary(r: RunReport): string {
   if (r.warehouse) out.push(`  warehouse   ${r.warehouse}`);
   const d = r.dimensions;
   if (d.songs && d.users) {
-    out.push(`  songs       ${n(d.songs.valid)} valid, ${n(d.songs.duplicates)} duplicate, ${n(d.songs.rows - d.songs.valid - d.songs.duplicates)} invalid`);
-    out.push(`  users       ${n(d.users.valid)} valid, ${n(d.users.duplicates)} duplicate, ${n(d.users.rows - d.users.valid - d.users.duplicates)} invalid`);
+    out.push(
+      `  songs       ${n(d.songs.valid)} valid, ${n(d.songs.duplicates)} duplicate, ${n(d.songs.rows - d.songs.valid - d.songs.duplicates)} invalid`,
+    );
+    out.push(
+      `  users       ${n(d.users.valid)} valid, ${n(d.users.duplicates)} duplicate, ${n(d.users.rows - d.users.valid - d.users.duplicates)} invalid`,
+    );
   }
   if (r.command !== 'archive') {
     const already = r.files.filter((f) => f.status === 'already_loaded').length;
-    out.push(`  streams     ${n(t.files)} file(s) read, ${n(t.rowsRead)} rows, ${n(t.completeRows)} complete${already ? `, ${already} already loaded` : ''}`);
+    out.push(
+      `  streams     ${n(t.files)} file(s) read, ${n(t.rowsRead)} rows, ${n(t.completeRows)} complete${already ? `, ${already} already loaded` : ''}`,
+    );
     const rej = REJECT_REASONS.filter((x) => t.rejected[x] > 0).map((x) => `${x} ${n(t.rejected[x])}`);
     out.push(`  rejected    ${rej.length ? rej.join(', ') : 'none'}`);
     if (r.reread.length) out.push(`  late dates  re-read ${r.reread.length} loaded file(s)`);
@@ -28,7 +34,9 @@ export function summary(r: RunReport): string {
     const dates = [...new Set([...r.datesRecomputed.hourly, ...r.datesRecomputed.genre])].sort();
     out.push(`  dates       ${dates.length ? dates.join(', ') : 'none to recompute'}`);
     const verb = r.loaded ? 'written' : r.dryRun ? 'would write' : 'not loaded';
-    out.push(`  kpis        ${verb}: hourly_kpis ${n(r.rowsWritten.hourly_kpis)} rows, genre_level_kpis ${n(r.rowsWritten.genre_level_kpis)} rows`);
+    out.push(
+      `  kpis        ${verb}: hourly_kpis ${n(r.rowsWritten.hourly_kpis)} rows, genre_level_kpis ${n(r.rowsWritten.genre_level_kpis)} rows`,
+    );
   }
   if (r.command === 'run' || r.command === 'archive') {
     out.push(`  archived    ${r.archived.length ? r.archived.map((a) => a.to).join(', ') : 'nothing'}`);
@@ -46,14 +54,19 @@ export function summary(r: RunReport): string {
 export function formatCell(v: unknown): string {
   if (v === null || v === undefined) return '';
   if (v instanceof Date) return v.toISOString();
-  if (typeof v === 'object') return JSON.stringify(v);
-  return String(v);
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v) ?? '';
 }
 
 export function table(columns: string[], rows: unknown[][]): string {
   const cells = rows.map((r) => r.map(formatCell));
   const widths = columns.map((c, i) => Math.min(60, Math.max(c.length, ...cells.map((r) => r[i].length))));
-  const fmt = (r: string[]) => r.map((c, i) => (c.length > widths[i] ? c.slice(0, widths[i] - 1) + '…' : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => (c.length > widths[i] ? c.slice(0, widths[i] - 1) + '…' : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   const lines = [fmt(columns), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(fmt)];
   lines.push(`(${rows.length} row${rows.length === 1 ? '' : 's'})`);
   return lines.join('\n') + '\n';

@@ -2,8 +2,8 @@
 // terminal, plain timestamped lines otherwise (Airflow and cron logs).
 
 import ora, { type Ora } from 'ora';
-import type { PipelineEvent } from '../pipeline.js';
-import { redact } from '../errors.js';
+import type { PipelineEvent } from '../pipeline/pipeline.js';
+import { redact } from '../domain/errors.js';
 
 export interface Progress {
   event(e: PipelineEvent): void;

@@ -1,15 +1,15 @@
 // What every command needs around the library: signals, the lake, the warehouse (with the
 // embedded server's lifecycle), fault injection for tests, and turning outcomes into exit codes.
 
-import { writeSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Lake } from '../lake/lake.js';
-import { openLake } from '../lake/open.js';
-import { HookedLake } from '../lake/hooked.js';
-import { openWarehouse } from '../warehouse/open.js';
-import type { Warehouse } from '../warehouse/warehouse.js';
-import { MkpiError, redact, toMkpiError } from '../errors.js';
-import type { FaultPoint } from '../pipeline.js';
+import type { Lake } from '../domain/lake.js';
+import { openLake } from '../adapters/lake/open.js';
+import { HookedLake } from '../testing/hooked-lake.js';
+import { testHooks } from '../testing/hooks.js';
+import { openWarehouse } from '../adapters/warehouse/open.js';
+import type { Warehouse } from '../domain/warehouse.js';
+import { MkpiError, redact, toMkpiError } from '../domain/errors.js';
+import type { FaultPoint } from '../pipeline/pipeline.js';
 import { exitCodeFor } from './exit-codes.js';
 import { createProgress, type Progress } from './progress.js';
 import { s3Options, type LakeArgs, type OutputArgs, type WarehouseArgs } from './options.js';
@@ -24,68 +24,6 @@ export interface Runtime {
   /** Test-only hooks (see testHooks); undefined in production. */
   fault: ((point: FaultPoint) => void | Promise<void>) | undefined;
 }
-
-/**
- * Test-only hooks, active only when one of these variables is set (tests set them; nothing else
- * should):
- *
- * - MKPI_TEST_FAULT=<point>: the process SIGKILLs itself the first time it reaches <point>, as a
- *   crash or `kill -9` would: no cleanup, no exit handler, connections dropped by the kernel.
- * - MKPI_TEST_PAUSE=<point>[,<point>…]: the first time it reaches each <point>, the process
- *   writes "MKPI_TEST_PAUSED <point>" on stderr and waits until it gets SIGUSR2 (resume) or is
- *   interrupted (SIGINT/SIGTERM: the pause ends and the interruption takes its course). This
- *   makes "a signal during stage X" or "a file lands while archive runs" deterministic.
- *
- * Points: every FaultPoint of lib/pipeline.ts (in run order: after-lock, after-list, mid-parse,
- * after-scan, mid-copy, staged, mid-merge, merged, before-commit, after-commit,
- * after-archive-list, after-archive-copy, after-archive-mark, after-archive-delete), plus the lake
- * points of lib/lake/hooked.ts: "list:<prefix>" and "read:<key>" (mid-read of that object).
- * 'mid-parse' can only kill (the parser does not wait for it); pause a read:<key> instead.
- */
-export interface TestHooks {
-  fault: (point: string) => void | Promise<void>;
-  wants: (point: string) => boolean;
-}
-
-let usr2Installed = false;
-
-export function testHooks(env: NodeJS.ProcessEnv, signal: AbortSignal): TestHooks | undefined {
-  const killAt = env.MKPI_TEST_FAULT?.trim() || undefined;
-  const pauseAt = new Set((env.MKPI_TEST_PAUSE ?? '').split(',').map((p) => p.trim()).filter(Boolean));
-  if (!killAt && pauseAt.size === 0) return undefined;
-  const waiting = new Set<() => void>();
-  if (pauseAt.size > 0 && !usr2Installed) {
-    usr2Installed = true;
-    // Kept for the life of the process: a resume that arrives after the pause ended (the run
-    // failed meanwhile) must not kill the process with SIGUSR2's default action.
-    process.on('SIGUSR2', () => {
-      for (const resume of [...waiting]) resume();
-    });
-  }
-  return {
-    wants: (point) => point === killAt || pauseAt.has(point),
-    fault(point) {
-      if (point === killAt) process.kill(process.pid, 'SIGKILL');
-      if (!pauseAt.delete(point)) return;
-      // Synchronous, so the line is out before the test reacts to it.
-      writeSync(2, `MKPI_TEST_PAUSED ${point}\n`);
-      return new Promise<void>((resolvePause) => {
-        // Signal handlers do not keep node alive: with every socket closed meanwhile (a test
-        // terminating the sessions), the process would otherwise just end here.
-        const keepAlive = setInterval(() => undefined, 60_000);
-        const done = () => {
-          clearInterval(keepAlive);
-          waiting.delete(done);
-          signal.removeEventListener('abort', done);
-          resolvePause();
-        };
-        waiting.add(done);
-        signal.addEventListener('abort', done, { once: true });
-      });
-    },
-  };
-}
-
 
 /**
  * Runs one command body and returns its exit code. The body returns the error code of its
@@ -151,14 +89,16 @@ export async function withRuntime(
     const errorCode = await body(rt);
     code = exitCodeFor(errorCode, interrupted);
   } catch (err) {
-    const e = controller.signal.aborted ? new MkpiError('MKPI_INTERRUPTED', `interrupted by ${interrupted}`, { cause: err }) : toMkpiError(err);
+    const e = controller.signal.aborted
+      ? new MkpiError('MKPI_INTERRUPTED', `interrupted by ${interrupted}`, { cause: err })
+      : toMkpiError(err);
     progress.stop();
     onError(e);
     code = exitCodeFor(e.code, interrupted);
   } finally {
     progress.stop();
     for (const close of closers.reverse()) {
-      await close().catch((err) => progress.warn(`cleanup: ${redact(String(err?.message ?? err))}`));
+      await close().catch((err: unknown) => progress.warn(`cleanup: ${redact(err instanceof Error ? err.message : String(err))}`));
     }
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -169,7 +109,8 @@ export async function withRuntime(
 export function printError(err: MkpiError, json: boolean, command: string): void {
   if (json) {
     process.stdout.write(
-      JSON.stringify({ command, ok: false, error: { code: err.code, message: redact(err.message), hint: err.hint ?? null } }, null, 2) + '\n',
+      JSON.stringify({ command, ok: false, error: { code: err.code, message: redact(err.message), hint: err.hint ?? null } }, null, 2) +
+        '\n',
     );
   }
   process.stderr.write(`musickpi ${command}: ${err.code}: ${redact(err.message)}\n`);

@@ -18,7 +18,12 @@ describe('e2e: musickpi CLI', function () {
     expect(r.json).to.include({ command: 'run', ok: true, loaded: true });
     expect(r.json.totals).to.include({ rowsRead: 9, completeRows: 8, duplicateSongs: 1, duplicateUsers: 0 });
     expect(r.json.totals.rejected).to.deep.equal({
-      malformed: 0, missing_user_id: 0, missing_track_id: 0, bad_listen_time: 0, unknown_track: 1, unknown_user: 0,
+      malformed: 0,
+      missing_user_id: 0,
+      missing_track_id: 0,
+      bad_listen_time: 0,
+      unknown_track: 1,
+      unknown_user: 0,
     });
     expect(r.json.rowsWritten).to.deep.equal({ hourly_kpis: 3, genre_level_kpis: 5 });
     expect(r.json.archived.map((a: any) => a.to)).to.deep.equal(['streams/archived/a.csv', 'streams/archived/b.csv']);
@@ -75,7 +80,10 @@ describe('e2e: musickpi CLI', function () {
     const rejectLines = readFileSync(join(lake, r.json.rejectsOutput), 'utf8').split(/\n(?=streams\/|songs|users)/);
     for (const [file, lines] of Object.entries<Record<string, string>>(want.rejectLines)) {
       for (const [line, reason] of Object.entries(lines)) {
-        expect(rejectLines.some((l) => l.startsWith(`${file},${line},${reason},`)), `${file}:${line} ${reason}`).to.equal(true);
+        expect(
+          rejectLines.some((l) => l.startsWith(`${file},${line},${reason},`)),
+          `${file}:${line} ${reason}`,
+        ).to.equal(true);
       }
     }
   });

@@ -30,10 +30,7 @@ const REPLACEMENT = 'user_id,track_id,listen_time\nu3,t1,2024-06-09 09:00:00\nu3
 
 /** Waits for the first of two children to exit while the other pauses at `point`. */
 async function race(a: CliChild, b: CliChild, point: string) {
-  const settled = await Promise.race([
-    a.done.then((r) => ({ loser: a, winner: b, r })),
-    b.done.then((r) => ({ loser: b, winner: a, r })),
-  ]);
+  const settled = await Promise.race([a.done.then((r) => ({ loser: a, winner: b, r })), b.done.then((r) => ({ loser: b, winner: a, r }))]);
   const loserExitedAt = Date.now();
   // The winner is still holding at `point` (it has the lock): the loser did not wait for it.
   await settled.winner.paused(point, 30_000);
@@ -138,7 +135,8 @@ describe('e2e: concurrent runs and archive races', function () {
       args: ['--lake', `s3://${bucket}/lake`, '--s3-endpoint', s3.endpoint, '--s3-force-path-style'],
       env: s3.env,
       put: (key, body) => s3.putObject(bucket, `lake/${key}`, body),
-      keys: async () => Object.keys(await snapshotS3Lake(s3.client, bucket, 'lake', { skip: ['rejects/'] })).filter((k) => k.startsWith('streams/')),
+      keys: async () =>
+        Object.keys(await snapshotS3Lake(s3.client, bucket, 'lake', { skip: ['rejects/'] })).filter((k) => k.startsWith('streams/')),
       async text(key) {
         const r = await s3.client.send(new GetObjectCommand({ Bucket: bucket, Key: `lake/${key}` }));
         return r.Body!.transformToString();
@@ -167,7 +165,9 @@ describe('e2e: concurrent runs and archive races', function () {
 
       const next = await cli('run');
       expect(next.code, next.stderr).to.equal(0);
-      expect(next.json.files.filter((f: { status: string }) => f.status === 'read').map((f: { name: string }) => f.name)).to.deep.equal(['streams/c.csv']);
+      expect(next.json.files.filter((f: { status: string }) => f.status === 'read').map((f: { name: string }) => f.name)).to.deep.equal([
+        'streams/c.csv',
+      ]);
       expect(await lake.keys()).to.deep.equal(['streams/archived/a.csv', 'streams/archived/b.csv', 'streams/archived/c.csv']);
 
       // Tables as one clean run over a, b and c.

@@ -43,7 +43,7 @@ const FRESH_POINTS: [string, string][] = [
   ['after-scan', 'after reading every file, before computing'],
   ['mid-copy', 'mid-COPY (the first chunk sent, COPY not finished)'],
   ['staged', 'after the COPYs, before the merge'],
-  ['mid-merge', 'between the two tables\' merges'],
+  ['mid-merge', "between the two tables' merges"],
   ['merged', 'after the merge and ledger upsert, before COMMIT'],
   ['before-commit', 'right before COMMIT'],
   ['after-commit', 'right after COMMIT, before archiving'],

@@ -13,7 +13,10 @@ const ls = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
 const LATE = 'user_id,track_id,listen_time\nu2,t2,2024-06-01 11:30:00\nu1,t3,2024-06-03 08:00:00\n';
 
 async function ledger(url: string) {
-  return queryRows(url, 'select file_key, fingerprint, archived_key, content_hash from reporting_schema.musickpi_ledger order by file_key, fingerprint');
+  return queryRows(
+    url,
+    'select file_key, fingerprint, archived_key, content_hash from reporting_schema.musickpi_ledger order by file_key, fingerprint',
+  );
 }
 
 /** The tables a single run over `files` (written into a copy of the tiny lake) produces. */
@@ -144,7 +147,9 @@ describe('e2e: a re-delivered identical file counts once', function () {
     expectTable(await tableRows(url, 'genre_level_kpis'), fixture('tiny/expected/genre_level_kpis.csv'));
     const rows = await ledger(url);
     expect(rows.map((e) => e.file_key)).to.deep.equal(['streams/a.csv', 'streams/b.csv']);
-    expect(await queryRows(url, `select count(*)::int as n from reporting_schema.musickpi_ledger_dates where fingerprint = '999:1'`)).to.deep.equal([{ n: 0 }]);
+    expect(
+      await queryRows(url, `select count(*)::int as n from reporting_schema.musickpi_ledger_dates where fingerprint = '999:1'`),
+    ).to.deep.equal([{ n: 0 }]);
 
     const again = await runCli(['run', '--lake', lake, '--warehouse', url, '--json']);
     expect(again.json.ledgerRepaired).to.deep.equal([]);

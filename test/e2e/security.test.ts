@@ -34,7 +34,6 @@ function report(r: CliResult): any {
   return end < 0 ? undefined : JSON.parse(r.stdout.slice(0, end + 2));
 }
 
-
 /** Every file and folder under dir, relative to it. */
 function tree(dir: string): string[] {
   const out: string[] = [];
@@ -166,8 +165,16 @@ describe('e2e security: identifiers, secrets, rejects confinement', function () 
         ['--warehouse', ['init', '--warehouse', wrongUrl(pw)], {}],
         ['--warehouse --json', ['init', '--json', '--warehouse', wrongUrl(pw)], {}],
         ['DATABASE_URL', ['init'], { DATABASE_URL: wrongUrl(pw) }],
-        ['DATABASE_URL run --json', ['run', '--lake', join(REPO, 'fixtures', 'tiny'), '--dry-run', '--json'], { DATABASE_URL: wrongUrl(pw) }],
-        ['MUSICKPI_WAREHOUSE compute --dry-run', ['compute', '--lake', join(REPO, 'fixtures', 'tiny'), '--dry-run'], { MUSICKPI_WAREHOUSE: wrongUrl(pw) }],
+        [
+          'DATABASE_URL run --json',
+          ['run', '--lake', join(REPO, 'fixtures', 'tiny'), '--dry-run', '--json'],
+          { DATABASE_URL: wrongUrl(pw) },
+        ],
+        [
+          'MUSICKPI_WAREHOUSE compute --dry-run',
+          ['compute', '--lake', join(REPO, 'fixtures', 'tiny'), '--dry-run'],
+          { MUSICKPI_WAREHOUSE: wrongUrl(pw) },
+        ],
         ['query --json', ['query', '--json', 'select 1', '--warehouse', wrongUrl(pw)], {}],
       ];
       for (const [where, args, env] of cases) {
@@ -189,13 +196,22 @@ describe('e2e security: identifiers, secrets, rejects confinement', function () 
     });
 
     it('an unreachable or unresolvable database: 69, and no password in any output, special characters included', async () => {
-      const passwords = [`${MARK}plain`, `${MARK}@at${MARK}`, `${MARK}:colon/slash${MARK}`, `${MARK}#hash?q=${MARK}`, `${MARK} space%25${MARK}`, `${MARK}'quote"${MARK}`];
+      const passwords = [
+        `${MARK}plain`,
+        `${MARK}@at${MARK}`,
+        `${MARK}:colon/slash${MARK}`,
+        `${MARK}#hash?q=${MARK}`,
+        `${MARK} space%25${MARK}`,
+        `${MARK}'quote"${MARK}`,
+      ];
       const templates = [UNREACHABLE, 'postgresql://postgres:%s@host.invalid:5432/musickpi'];
       for (const [i, pw] of passwords.entries()) {
         // Alternating host, flag or variable, and text or --json, to keep the number of runs down.
         const target = withPassword(templates[i % 2], pw);
         const [where, args, env]: [string, string[], Record<string, string>] =
-          i % 3 === 2 ? ['DATABASE_URL', ['init'], { DATABASE_URL: target }] : ['--warehouse', ['init', ...(i % 3 ? ['--json'] : []), '--warehouse', target], {}];
+          i % 3 === 2
+            ? ['DATABASE_URL', ['init'], { DATABASE_URL: target }]
+            : ['--warehouse', ['init', ...(i % 3 ? ['--json'] : []), '--warehouse', target], {}];
         const r = await runCli(args, { env });
         const label = `${where} ${JSON.stringify(pw)} ${templates[i % 2]}`;
         expect(r.code, `${label}: ${r.stderr}`).to.equal(69);
@@ -205,7 +221,10 @@ describe('e2e security: identifiers, secrets, rejects confinement', function () 
 
     it('a password in the query string is in no output either', async () => {
       const pw = `${MARK}-query`;
-      for (const target of [`postgresql://127.0.0.1:1/x?user=postgres&password=${pw}`, `postgresql://127.0.0.1:${port}/x?user=postgres&password=${pw}`]) {
+      for (const target of [
+        `postgresql://127.0.0.1:1/x?user=postgres&password=${pw}`,
+        `postgresql://127.0.0.1:${port}/x?user=postgres&password=${pw}`,
+      ]) {
         const r = await runCli(['init', '--json', '--warehouse', target]);
         expect(r.code, r.stderr).to.be.oneOf([69, 78]);
         expectNoSecret(r, [pw], target);
@@ -221,7 +240,8 @@ describe('e2e security: identifiers, secrets, rejects confinement', function () 
         `postgresql://postgres:${MARK}pw@[::1:1/x`,
         `postgresql://postgres:${MARK}@${MARK}@127.0.0.1:1/x`,
       ].entries()) {
-        const [args, env]: [string[], Record<string, string>] = i % 2 ? [['init'], { DATABASE_URL: target }] : [['init', '--json', '--warehouse', target], {}];
+        const [args, env]: [string[], Record<string, string>] =
+          i % 2 ? [['init'], { DATABASE_URL: target }] : [['init', '--json', '--warehouse', target], {}];
         const r = await runCli(args, { env });
         expect(r.code, r.stderr).to.not.equal(0);
         expectNoSecret(r, [], target);
@@ -293,7 +313,10 @@ describe('e2e security: identifiers, secrets, rejects confinement', function () 
       const { parent, lake } = lakeInParent();
       cleanup.push(parent);
       for (const [i, name] of ODD_NAMES.entries()) {
-        writeFileSync(join(lake, 'streams', name), `user_id,track_id,listen_time\nu1,t1,2024-06-05 1${i % 10}:00:00\nu2,no-such-track,2024-06-05 10:00:00\n`);
+        writeFileSync(
+          join(lake, 'streams', name),
+          `user_id,track_id,listen_time\nu1,t1,2024-06-05 1${i % 10}:00:00\nu2,no-such-track,2024-06-05 10:00:00\n`,
+        );
       }
       const before = tree(parent);
       const r = await runCli(['run', '--lake', lake, '--warehouse', db, '--json']);

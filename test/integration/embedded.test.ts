@@ -9,9 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { MkpiError } from '../../lib/errors.js';
-import { processAlive, startEmbedded, type EmbeddedServer } from '../../lib/warehouse/embedded.js';
-import { openWarehouse } from '../../lib/warehouse/open.js';
+import { MkpiError } from '../../lib/domain/errors.js';
+import { processAlive, startEmbedded, type EmbeddedServer } from '../../lib/adapters/warehouse/embedded.js';
+import { openWarehouse } from '../../lib/adapters/warehouse/open.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const EMBEDDED = pathToFileURL(path.join(ROOT, 'lib/warehouse/embedded.ts')).href;
@@ -61,11 +61,11 @@ async function ownerProcess(home: string, setup = ''): Promise<Owned> {
   });
   let out = '';
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const info = await new Promise<Owned['info']>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code) => reject(new Error(`owner process exited (${code}): ${err}`)));
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const line = out.split('\n').find((l) => l.startsWith('{'));
       if (line) resolve(JSON.parse(line));
@@ -119,7 +119,10 @@ describe('embedded PostgreSQL manager', function () {
     assert.equal(s1.cold, true);
     assert.ok(s1.timings.initdbMs !== undefined && s1.timings.initdbMs > 0);
     assert.equal(s1.dataDir, path.join(home, 'pg'));
-    assert.ok(lines.some((l) => /cold start/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /cold start/.test(l)),
+      lines.join('\n'),
+    );
     const owner = JSON.parse(await fs.readFile(path.join(home, 'owner.json'), 'utf8'));
     assert.equal(owner.nodePid, process.pid);
     assert.equal(owner.port, s1.port);
@@ -187,7 +190,10 @@ describe('embedded PostgreSQL manager', function () {
 
     const lines: string[] = [];
     const s = await start({ log: (l) => lines.push(l) });
-    assert.ok(lines.some((l) => /left running by a previous run/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /left running by a previous run/.test(l)),
+      lines.join('\n'),
+    );
     assert.equal(processAlive(owner.postgresPid), false, 'the stale server was stopped');
     assert.equal(s.cold, false);
     assert.deepEqual((await sql(s.url, 'SELECT x FROM survivor')).rows, [{ x: 'still here' }]);
@@ -196,7 +202,7 @@ describe('embedded PostgreSQL manager', function () {
   it('starts despite a stale owner.json and postmaster.pid naming dead processes', async () => {
     const s1 = await start();
     await s1.stop();
-    const dead = spawnSync('true').pid!;
+    const dead = spawnSync('true').pid;
     await fs.writeFile(
       path.join(home, 'owner.json'),
       JSON.stringify({ nodePid: dead, hostname: os.hostname(), postgresPid: dead, port: 1, startedAt: new Date().toISOString() }),

@@ -79,7 +79,10 @@ describe('flaky PostgreSQL: a connection dropped mid-load rolls back, archives n
     const { r, lake, db, before } = await damagedRun('mid-copy', async (db) => {
       const copying = (await cliBackends(db, 'work')).filter((b) => b.query.startsWith('COPY musickpi_stage_') && b.state === 'active');
       expect(copying, 'a session inside COPY').to.have.length(1);
-      await terminate(db, copying.map((b) => b.pid));
+      await terminate(
+        db,
+        copying.map((b) => b.pid),
+      );
     });
     expect(r.code, r.stderr).to.equal(69);
     expect(r.json.error.code).to.equal('MKPI_WAREHOUSE_UNAVAILABLE');
@@ -96,7 +99,10 @@ describe('flaky PostgreSQL: a connection dropped mid-load rolls back, archives n
       const inTx = (await cliBackends(db, 'work')).filter((b) => b.state === 'idle in transaction');
       expect(inTx, 'the load transaction').to.have.length(1);
       expect(inTx[0].query).to.match(/hourly_kpis/);
-      await terminate(db, inTx.map((b) => b.pid));
+      await terminate(
+        db,
+        inTx.map((b) => b.pid),
+      );
     });
     expect(r.code, r.stderr).to.equal(69);
     expect(r.json.error.code).to.equal('MKPI_WAREHOUSE_UNAVAILABLE');
@@ -108,7 +114,10 @@ describe('flaky PostgreSQL: a connection dropped mid-load rolls back, archives n
 
   it('the run lock session terminated before COMMIT → 75 MKPI_RETRY_LATER (another run may be loading), rolled back; the next run succeeds', async () => {
     const { r, lake, db, before } = await damagedRun('merged', async (db) => {
-      await terminate(db, (await cliBackends(db, 'lock')).map((b) => b.pid));
+      await terminate(
+        db,
+        (await cliBackends(db, 'lock')).map((b) => b.pid),
+      );
     });
     expect(r.code, r.stderr).to.equal(75);
     expect(r.json.error.code).to.equal('MKPI_RETRY_LATER');
@@ -120,7 +129,10 @@ describe('flaky PostgreSQL: a connection dropped mid-load rolls back, archives n
 
   it('every session terminated right after COMMIT: the idle session is reopened and archiving completes (exit 0)', async () => {
     const { r, lake, db } = await damagedRun('after-commit', async (db) => {
-      await terminate(db, [...(await cliBackends(db, 'work')), ...(await cliBackends(db, 'lock'))].map((b) => b.pid));
+      await terminate(
+        db,
+        [...(await cliBackends(db, 'work')), ...(await cliBackends(db, 'lock'))].map((b) => b.pid),
+      );
     });
     expect(r.code, `${r.signal} ${r.stderr}`).to.equal(0);
     expect(r.json, r.stdout).to.be.an('object');

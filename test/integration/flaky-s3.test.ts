@@ -13,8 +13,24 @@ import { expect } from 'chai';
 
 import { REPO, runCli, type CliResult } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
-import { INTERNAL_ERROR, SLOW_DOWN, startFaultyProxy, startS3, type FaultPlan, type FaultyProxy, type ProxyFault, type TestS3 } from '../support/s3.js';
-import { NO_WAREHOUSE_ENV, snapshotS3Lake, snapshotWarehouse, uploadDir, type LakeSnapshot, type WarehouseSnapshot } from '../support/harness.js';
+import {
+  INTERNAL_ERROR,
+  SLOW_DOWN,
+  startFaultyProxy,
+  startS3,
+  type FaultPlan,
+  type FaultyProxy,
+  type ProxyFault,
+  type TestS3,
+} from '../support/s3.js';
+import {
+  NO_WAREHOUSE_ENV,
+  snapshotS3Lake,
+  snapshotWarehouse,
+  uploadDir,
+  type LakeSnapshot,
+  type WarehouseSnapshot,
+} from '../support/harness.js';
 import { join } from 'node:path';
 
 const TINY = join(REPO, 'fixtures', 'tiny');
@@ -42,9 +58,12 @@ describe('flaky S3: retries, resumed reads, and clean failures once retries run 
   }
 
   function run(bucket: string, endpoint: string, db: string, command = 'run'): Promise<CliResult> {
-    return runCli([command, '--lake', `s3://${bucket}/lake`, '--s3-endpoint', endpoint, '--s3-force-path-style', '--warehouse', db, '--json'], {
-      env: { ...NO_WAREHOUSE_ENV, ...s3.env },
-    });
+    return runCli(
+      [command, '--lake', `s3://${bucket}/lake`, '--s3-endpoint', endpoint, '--s3-force-path-style', '--warehouse', db, '--json'],
+      {
+        env: { ...NO_WAREHOUSE_ENV, ...s3.env },
+      },
+    );
   }
 
   const lakeOf = (bucket: string) => snapshotS3Lake(s3.client, bucket, 'lake', { skip: ['rejects/'] });
@@ -168,7 +187,8 @@ describe('flaky S3: retries, resumed reads, and clean failures once retries run 
     const db = await freshDatabase('flaky');
     const replaced = 'user_id,track_id,listen_time\nu1,t1,2024-06-09 10:00:00\n';
     const p = await proxy({
-      decide: (req) => (req.op === 'GetObject' && !req.range && req.key.endsWith('streams/b.csv') ? { kind: 'cut', afterBytes: 25 } : undefined),
+      decide: (req) =>
+        req.op === 'GetObject' && !req.range && req.key.endsWith('streams/b.csv') ? { kind: 'cut', afterBytes: 25 } : undefined,
       async beforeForward(req) {
         if (req.method === 'GET' && req.headers.range && (req.url ?? '').includes('streams/b.csv')) {
           await s3.putObject(bucket, 'lake/streams/b.csv', replaced);
@@ -193,7 +213,10 @@ describe('flaky S3: retries, resumed reads, and clean failures once retries run 
       expect(r.json.error.code).to.equal('MKPI_ARCHIVE_FAILED');
       expect(r.json.loaded).to.equal(true);
       const lake = await snapshotS3Lake(s3.client, bucket, 'lake', { skip: ['rejects/'] });
-      expect(Object.keys(lake).filter((k) => k.startsWith('streams/')), 'sources stay').to.include.members(['streams/a.csv', 'streams/b.csv']);
+      expect(
+        Object.keys(lake).filter((k) => k.startsWith('streams/')),
+        'sources stay',
+      ).to.include.members(['streams/a.csv', 'streams/b.csv']);
 
       const next = await run(bucket, s3.endpoint, db);
       expect(next.code, next.stderr).to.equal(0);

@@ -23,12 +23,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pg from 'pg';
-import { runPipeline } from '../../lib/pipeline.js';
-import { LocalLake } from '../../lib/lake/local.js';
-import type { Lake } from '../../lib/lake/lake.js';
-import { DEFAULT_LAYOUT } from '../../lib/list.js';
-import { PostgresWarehouse } from '../../lib/warehouse/postgres.js';
-import type { RunReport } from '../../lib/report.js';
+import { runPipeline } from '../../lib/pipeline/pipeline.js';
+import { LocalLake } from '../../lib/adapters/lake/local.js';
+import type { Lake } from '../../lib/domain/lake.js';
+import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import type { RunReport } from '../../lib/pipeline/report.js';
 import { BIN, REPO } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 
@@ -90,7 +90,17 @@ function csvQuote(s: string): string {
 const ARTISTS = ['Alice', 'Bob', 'Carol', 'Dave', 'Émile', '😀 Smiley', 'Zoë', 'a', 'B'];
 const GENRES = ['pop', 'rock', 'jazz', 'hip hop', 'k-pop', 'rock "n" roll', 'γ', '\\.'];
 /** Rarely used values at or past the limits of what the tables can store (255 characters, no NUL). */
-const HOSTILE_VALUES = ['po\u0000p', 'x'.repeat(256), '\u0001ctl', '\\N', 'γ'.repeat(255), '😀'.repeat(255), '😀'.repeat(256), "'; DROP TABLE songs; --", ' '];
+const HOSTILE_VALUES = [
+  'po\u0000p',
+  'x'.repeat(256),
+  '\u0001ctl',
+  '\\N',
+  'γ'.repeat(255),
+  '😀'.repeat(255),
+  '😀'.repeat(256),
+  "'; DROP TABLE songs; --",
+  ' ',
+];
 const AGES = ['17', '22', '25', '26', '30', '41', '50', '60', '66', '70', '120', '', 'abc', '33.0', '0', '121'];
 
 function validTime(r: Rng): string {
@@ -111,7 +121,9 @@ interface Base {
 
 function baseLake(r: Rng): Base {
   const hostile = (pool: readonly string[]) => (r.chance(0.03) ? r.pick(HOSTILE_VALUES) : r.pick(pool));
-  const trackIds = Array.from({ length: 4 + r.int(10) }, (_, i) => (r.chance(0.03) ? r.pick(HOSTILE_VALUES) : r.pick(['t', 'T', 'track-', '1e']) + i));
+  const trackIds = Array.from({ length: 4 + r.int(10) }, (_, i) =>
+    r.chance(0.03) ? r.pick(HOSTILE_VALUES) : r.pick(['t', 'T', 'track-', '1e']) + i,
+  );
   const songsRows = ['track_id,artists,album_name,track_genre,duration_ms'];
   for (const id of trackIds) {
     const artists = Array.from({ length: r.int(4) }, () => hostile(ARTISTS)).join(r.pick([';', ' ; ', ';;']));
@@ -147,17 +159,48 @@ function baseLake(r: Rng): Base {
 // Mutations, on bytes
 
 const TOKENS: (string | number[])[] = [
-  '"', ',', '\n', '\r', '\r\n', '""', '\u0000', '\uFEFF', ' ', '\t', '😀', ',"', '",', 'T', 'Z', '+', '-', ':', '.',
-  [0xff], [0xc3], [0xed, 0xa0, 0x80], [0xf0, 0x9f], [0xc0, 0xaf], [0xe2, 0x82],
+  '"',
+  ',',
+  '\n',
+  '\r',
+  '\r\n',
+  '""',
+  '\u0000',
+  '\uFEFF',
+  ' ',
+  '\t',
+  '😀',
+  ',"',
+  '",',
+  'T',
+  'Z',
+  '+',
+  '-',
+  ':',
+  '.',
+  [0xff],
+  [0xc3],
+  [0xed, 0xa0, 0x80],
+  [0xf0, 0x9f],
+  [0xc0, 0xaf],
+  [0xe2, 0x82],
 ];
-const SPECIAL_BYTES = [0x00, 0x0a, 0x0d, 0x22, 0x2c, 0x20, 0x09, 0xff, 0xfe, 0xef, 0xbb, 0xbf, 0xc3, 0x80, 0x54, 0x5a, 0x2b, 0x2d, 0x3a, 0x2e, 0x30, 0x39];
+const SPECIAL_BYTES = [
+  0x00, 0x0a, 0x0d, 0x22, 0x2c, 0x20, 0x09, 0xff, 0xfe, 0xef, 0xbb, 0xbf, 0xc3, 0x80, 0x54, 0x5a, 0x2b, 0x2d, 0x3a, 0x2e, 0x30, 0x39,
+];
 
 const toBytes = (t: string | number[]) => (typeof t === 'string' ? Buffer.from(t, 'utf8') : Buffer.from(t));
 
 function randomTime(r: Rng): string {
   if (r.chance(0.25)) {
     // The edges of the calendar, where an offset moves the UTC date out of years 0001-9999.
-    const [date, hour] = r.pick([['0001-01-01', '00'], ['9999-12-31', '23'], ['1969-12-31', '23'], ['2024-02-29', '00'], ['2023-12-31', '23']]);
+    const [date, hour] = r.pick([
+      ['0001-01-01', '00'],
+      ['9999-12-31', '23'],
+      ['1969-12-31', '23'],
+      ['2024-02-29', '00'],
+      ['2023-12-31', '23'],
+    ]);
     const zone = r.pick(['+00:01', '+01:00', '-01:00', '-00:01', '+23:59', '-23:59', 'Z', '']);
     return `${date}${r.pick([' ', 'T'])}${hour}:${pad(r.int(60))}:${pad(r.int(60))}${zone}`;
   }
@@ -175,7 +218,24 @@ function randomTime(r: Rng): string {
 
 function randomId(r: Rng): string {
   return r.pick([
-    '', ' ', '\t', '"', "'; DROP TABLE x; --", 'x'.repeat(300), '\u0000', '\u00a0', 'ü', 'nobody', '1e3', '\\N', '\\.', 'u1', 't1', 'U0', 't0', 'T1',
+    '',
+    ' ',
+    '\t',
+    '"',
+    "'; DROP TABLE x; --",
+    'x'.repeat(300),
+    '\u0000',
+    '\u00a0',
+    'ü',
+    'nobody',
+    '1e3',
+    '\\N',
+    '\\.',
+    'u1',
+    't1',
+    'U0',
+    't0',
+    'T1',
   ]);
 }
 
@@ -205,94 +265,139 @@ function withField(b: Buffer, r: Rng, fn: (fields: string[], i: number) => void,
 }
 
 const MUTATIONS: [name: string, fn: Mutation][] = [
-  ['set byte', (b, r) => {
-    if (b.length === 0) return b;
-    const c = Buffer.from(b);
-    c[r.int(c.length)] = r.chance(0.6) ? r.pick(SPECIAL_BYTES) : r.int(256);
-    return c;
-  }],
-  ['flip bit', (b, r) => {
-    if (b.length === 0) return b;
-    const c = Buffer.from(b);
-    c[r.int(c.length)] ^= 1 << r.int(8);
-    return c;
-  }],
-  ['insert token', (b, r) => {
-    const at = r.int(b.length + 1);
-    return Buffer.concat([b.subarray(0, at), toBytes(r.pick(TOKENS)), b.subarray(at)]);
-  }],
-  ['delete bytes', (b, r) => {
-    const at = r.int(b.length + 1);
-    return Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + r.int(8))]);
-  }],
+  [
+    'set byte',
+    (b, r) => {
+      if (b.length === 0) return b;
+      const c = Buffer.from(b);
+      c[r.int(c.length)] = r.chance(0.6) ? r.pick(SPECIAL_BYTES) : r.int(256);
+      return c;
+    },
+  ],
+  [
+    'flip bit',
+    (b, r) => {
+      if (b.length === 0) return b;
+      const c = Buffer.from(b);
+      c[r.int(c.length)] ^= 1 << r.int(8);
+      return c;
+    },
+  ],
+  [
+    'insert token',
+    (b, r) => {
+      const at = r.int(b.length + 1);
+      return Buffer.concat([b.subarray(0, at), toBytes(r.pick(TOKENS)), b.subarray(at)]);
+    },
+  ],
+  [
+    'delete bytes',
+    (b, r) => {
+      const at = r.int(b.length + 1);
+      return Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + r.int(8))]);
+    },
+  ],
   ['truncate', (b, r) => b.subarray(0, r.int(b.length + 1))],
-  ['duplicate line', (b, r) => {
-    const lines = splitLines(b);
-    const i = r.int(lines.length);
-    lines.splice(i, 0, lines[i]);
-    return joinLines(lines);
-  }],
-  ['swap lines', (b, r) => {
-    const lines = splitLines(b);
-    const i = r.int(lines.length);
-    const j = r.int(lines.length);
-    [lines[i], lines[j]] = [lines[j], lines[i]];
-    return joinLines(lines);
-  }],
-  ['delete line', (b, r) => {
-    const lines = splitLines(b);
-    lines.splice(r.int(lines.length), 1);
-    return joinLines(lines);
-  }],
-  ['swap fields', (b, r) =>
-    withField(b, r, (f, i) => {
-      const j = r.int(f.length);
-      [f[i], f[j]] = [f[j], f[i]];
-    })],
-  ['random timestamp', (b, r) => {
-    const text = b.toString('latin1');
-    const re = /\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?/g;
-    const hits = [...text.matchAll(re)];
-    if (hits.length === 0) return b;
-    const h = r.pick(hits);
-    return Buffer.concat([b.subarray(0, h.index), Buffer.from(randomTime(r)), b.subarray(h.index! + h[0].length)]);
-  }],
+  [
+    'duplicate line',
+    (b, r) => {
+      const lines = splitLines(b);
+      const i = r.int(lines.length);
+      lines.splice(i, 0, lines[i]);
+      return joinLines(lines);
+    },
+  ],
+  [
+    'swap lines',
+    (b, r) => {
+      const lines = splitLines(b);
+      const i = r.int(lines.length);
+      const j = r.int(lines.length);
+      [lines[i], lines[j]] = [lines[j], lines[i]];
+      return joinLines(lines);
+    },
+  ],
+  [
+    'delete line',
+    (b, r) => {
+      const lines = splitLines(b);
+      lines.splice(r.int(lines.length), 1);
+      return joinLines(lines);
+    },
+  ],
+  [
+    'swap fields',
+    (b, r) =>
+      withField(b, r, (f, i) => {
+        const j = r.int(f.length);
+        [f[i], f[j]] = [f[j], f[i]];
+      }),
+  ],
+  [
+    'random timestamp',
+    (b, r) => {
+      const text = b.toString('latin1');
+      const re = /\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?/g;
+      const hits = [...text.matchAll(re)];
+      if (hits.length === 0) return b;
+      const h = r.pick(hits);
+      return Buffer.concat([b.subarray(0, h.index), Buffer.from(randomTime(r)), b.subarray(h.index + h[0].length)]);
+    },
+  ],
   ['random id', (b, r) => withField(b, r, (f, i) => (f[i] = Buffer.from(randomId(r)).toString('latin1')))],
-  ['BOM mid-file', (b, r) => {
-    const lines = splitLines(b);
-    const i = r.int(lines.length);
-    lines[i] = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), lines[i]]);
-    return joinLines(lines);
-  }],
-  ['header', (b, r) =>
-    withField(
-      b,
-      r,
-      (f, i) => {
-        const op = r.int(5);
-        if (op === 0) f[i] = f[i].toUpperCase();
-        else if (op === 1) f[i] = ` ${f[i]}\t`;
-        else if (op === 2) f.push(f[i]);
-        else if (op === 3) f.splice(i, 1);
-        else f[i] = `"${f[i]}"`;
-      },
-      true,
-    )],
-  ['blank lines', (b, r) => {
-    const lines = splitLines(b);
-    lines.splice(r.int(lines.length + 1), 0, ...Array.from({ length: 1 + r.int(3) }, () => Buffer.from(r.pick(['', '\r', ' ']))));
-    return joinLines(lines);
-  }],
-  ['line endings', (b, r) => {
-    const text = b.toString('latin1');
-    const out = r.chance(0.5) ? text.replace(/\r?\n/g, () => (r.chance(0.5) ? '\r\n' : '\n')) : text.replace(/\r\n/g, '\n');
-    return Buffer.from(out, 'latin1');
-  }],
-  ['final newline', (b) => (b.length > 0 && b[b.length - 1] === 0x0a ? b.subarray(0, b.length - 1) : Buffer.concat([b, Buffer.from('\n')]))],
-  ['long field', (b, r) => {
-    const at = r.int(b.length + 1);
-    return Buffer.concat([b.subarray(0, at), Buffer.alloc(100 + r.int(5000), r.pick(['x', ' ', '"', ','])), b.subarray(at)]);
-  }],
+  [
+    'BOM mid-file',
+    (b, r) => {
+      const lines = splitLines(b);
+      const i = r.int(lines.length);
+      lines[i] = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), lines[i]]);
+      return joinLines(lines);
+    },
+  ],
+  [
+    'header',
+    (b, r) =>
+      withField(
+        b,
+        r,
+        (f, i) => {
+          const op = r.int(5);
+          if (op === 0) f[i] = f[i].toUpperCase();
+          else if (op === 1) f[i] = ` ${f[i]}\t`;
+          else if (op === 2) f.push(f[i]);
+          else if (op === 3) f.splice(i, 1);
+          else f[i] = `"${f[i]}"`;
+        },
+        true,
+      ),
+  ],
+  [
+    'blank lines',
+    (b, r) => {
+      const lines = splitLines(b);
+      lines.splice(r.int(lines.length + 1), 0, ...Array.from({ length: 1 + r.int(3) }, () => Buffer.from(r.pick(['', '\r', ' ']))));
+      return joinLines(lines);
+    },
+  ],
+  [
+    'line endings',
+    (b, r) => {
+      const text = b.toString('latin1');
+      const out = r.chance(0.5) ? text.replace(/\r?\n/g, () => (r.chance(0.5) ? '\r\n' : '\n')) : text.replace(/\r\n/g, '\n');
+      return Buffer.from(out, 'latin1');
+    },
+  ],
+  [
+    'final newline',
+    (b) => (b.length > 0 && b[b.length - 1] === 0x0a ? b.subarray(0, b.length - 1) : Buffer.concat([b, Buffer.from('\n')])),
+  ],
+  [
+    'long field',
+    (b, r) => {
+      const at = r.int(b.length + 1);
+      return Buffer.concat([b.subarray(0, at), Buffer.alloc(100 + r.int(5000), r.pick(['x', ' ', '"', ','])), b.subarray(at)]);
+    },
+  ],
   ['quote a field', (b, r) => withField(b, r, (f, i) => (f[i] = r.chance(0.7) ? `"${f[i]}"` : `"${f[i]}`))],
 ];
 
@@ -460,7 +565,14 @@ function refDims(songsBytes: Buffer, usersBytes: Buffer) {
     const [id, artistsRaw, genre, dur] = st.index.map((i) => rec.fields[i]);
     const trackId = id.trim();
     const g = genre.trim();
-    const artists = [...new Set(artistsRaw.split(';').map((a) => a.trim()).filter((a) => a !== ''))];
+    const artists = [
+      ...new Set(
+        artistsRaw
+          .split(';')
+          .map((a) => a.trim())
+          .filter((a) => a !== ''),
+      ),
+    ];
     if (trackId === '' || g === '' || !/^[0-9]+(\.[0-9]+)?$/.test(dur.trim())) continue;
     if (!storable(trackId) || !storable(g) || !artists.every(storable)) continue;
     if (!songs.has(trackId)) songs.set(trackId, { genre: g, durationMs: Number(dur.trim()), artists });
@@ -581,7 +693,7 @@ function chunkingLake(inner: Lake, r: Rng): Lake {
     return Readable.from(
       (async function* () {
         for await (const chunk of src as AsyncIterable<Buffer>) {
-          for (let at = 0; at < chunk.length; ) {
+          for (let at = 0; at < chunk.length;) {
             const n = 1 + r.int(r.chance(0.5) ? 4 : 64);
             yield chunk.subarray(at, at + n);
             at += n;
@@ -600,7 +712,14 @@ function chunkingLake(inner: Lake, r: Rng): Lake {
 }
 
 function validate(lake: Lake, rejectsKey: string, workersFor?: string): Promise<RunReport> {
-  const opts: Parameters<typeof runPipeline>[0] = { command: 'validate', lake, layout: DEFAULT_LAYOUT, runId: 'fuzz', rejectsKey, maxBadRows: Infinity };
+  const opts: Parameters<typeof runPipeline>[0] = {
+    command: 'validate',
+    lake,
+    layout: DEFAULT_LAYOUT,
+    runId: 'fuzz',
+    rejectsKey,
+    maxBadRows: Infinity,
+  };
   // Worker threads reopen the lake from its URI; minBytes 0 makes even tiny lakes use them.
   if (workersFor !== undefined) Object.assign(opts, { parallel: { lake: { uri: workersFor }, workers: 2, minBytes: 0 } });
   return runPipeline(opts);
@@ -693,7 +812,9 @@ async function iteration(i: number, url: string, stats: Stats): Promise<void> {
   const lakeFiles = {
     songs: r.chance(0.15) ? mutate(Buffer.from(base.songs), r, log, 2) : Buffer.from(base.songs),
     users: r.chance(0.15) ? mutate(Buffer.from(base.users), r, log, 2) : Buffer.from(base.users),
-    streams: Object.fromEntries(Object.entries(base.streams).map(([n, s]) => [n, r.chance(0.9) ? mutate(Buffer.from(s), r, log, 4) : Buffer.from(s)])),
+    streams: Object.fromEntries(
+      Object.entries(base.streams).map(([n, s]) => [n, r.chance(0.9) ? mutate(Buffer.from(s), r, log, 4) : Buffer.from(s)]),
+    ),
   };
   const dir = mkdtempSync(join(tmpdir(), `musickpi-fuzz-${SEED}-${i}-`));
   writeFileSync(join(dir, 'songs.csv'), lakeFiles.songs);
@@ -755,7 +876,17 @@ async function iteration(i: number, url: string, stats: Stats): Promise<void> {
 
     if (ONLY !== undefined || i % CLI_EVERY === 0) {
       stats.cli++;
-      const cli = await runCli(['validate', '--lake', dir, '--json', '--quiet', '--max-bad-rows', '1000000000', '--rejects', 'rejects/cli']);
+      const cli = await runCli([
+        'validate',
+        '--lake',
+        dir,
+        '--json',
+        '--quiet',
+        '--max-bad-rows',
+        '1000000000',
+        '--rejects',
+        'rejects/cli',
+      ]);
       expect(cli.code, cli.stderr).to.equal(a.error ? 65 : 0);
       expect(cli.stderr).to.not.match(/Unhandled|at .*\.js:\d+/);
       expect(JSON.parse(cli.stdout).totals).to.deep.equal(a.totals);
@@ -766,7 +897,15 @@ async function iteration(i: number, url: string, stats: Stats): Promise<void> {
     const warehouse = new PostgresWarehouse(url, { schema });
     let load: RunReport;
     try {
-      load = await runPipeline({ command: 'compute', lake, layout: DEFAULT_LAYOUT, warehouse, runId: `fuzz-${i}`, rejectsKey: null, maxBadRows: Infinity });
+      load = await runPipeline({
+        command: 'compute',
+        lake,
+        layout: DEFAULT_LAYOUT,
+        warehouse,
+        runId: `fuzz-${i}`,
+        rejectsKey: null,
+        maxBadRows: Infinity,
+      });
     } finally {
       await warehouse.close();
     }
@@ -790,7 +929,8 @@ async function iteration(i: number, url: string, stats: Stats): Promise<void> {
     const want = Object.fromEntries(ref.perDate);
     expect(byDate(t.hourly, 'listen_counts'), 'Σ listen_counts per date').to.deep.equal(want);
     expect(byDate(t.genre, 'listen_count'), 'Σ listen_count per date').to.deep.equal(want);
-    for (const [date, s] of Object.entries(byDate(t.genre, 'popularity_index'))) expect(Math.abs(s - 1), `Σ popularity ${date}`).to.be.at.most(1e-9);
+    for (const [date, s] of Object.entries(byDate(t.genre, 'popularity_index')))
+      expect(Math.abs(s - 1), `Σ popularity ${date}`).to.be.at.most(1e-9);
 
     // Every KPI of every row, against the reference.
     expect(t.hourly.length, 'hourly rows').to.equal(ref.hourly.size);
@@ -800,11 +940,13 @@ async function iteration(i: number, url: string, stats: Stats): Promise<void> {
       expect(h, where).to.not.equal(undefined);
       expect(row.unique_listeners, where).to.be.at.most(row.listen_counts);
       expect(row.diversity_index, where).to.be.above(0).and.at.most(1);
-      expect({ listen_counts: row.listen_counts, unique_listeners: row.unique_listeners, top_artist: row.top_artist }, where).to.deep.equal({
-        listen_counts: h!.count,
-        unique_listeners: h!.users.size,
-        top_artist: top(h!.artists),
-      });
+      expect({ listen_counts: row.listen_counts, unique_listeners: row.unique_listeners, top_artist: row.top_artist }, where).to.deep.equal(
+        {
+          listen_counts: h!.count,
+          unique_listeners: h!.users.size,
+          top_artist: top(h!.artists),
+        },
+      );
       const maxAge = Math.max(...h!.ages);
       expect(row.most_engaged_age_group, where).to.equal(maxAge > 0 ? AGE_GROUPS[h!.ages.indexOf(maxAge)] : null);
       expect(close(row.avg_sessions_per_user, h!.count / h!.users.size), `${where} avg_sessions`).to.equal(true);
@@ -857,7 +999,9 @@ describe('fuzz: mutated lakes through validate and a real load', function () {
       await iteration(n, url, stats);
       stats.iterations++;
       if (uncaught.length > 0) {
-        throw new Error(`uncaught exception during iteration; reproduce with MKPI_FUZZ_SEED=${SEED} MKPI_FUZZ_ITERATION=${n}: ${String(uncaught[0])}`);
+        throw new Error(
+          `uncaught exception during iteration; reproduce with MKPI_FUZZ_SEED=${SEED} MKPI_FUZZ_ITERATION=${n}: ${String(uncaught[0])}`,
+        );
       }
     }
     console.log(`      fuzz seed ${SEED}: ${JSON.stringify(stats)}`);

@@ -9,16 +9,28 @@
 // within a bounded amount of memory.
 
 import { expect } from 'chai';
-import { closeSync, copyFileSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { runPipeline } from '../../lib/pipeline.js';
-import { LocalLake } from '../../lib/lake/local.js';
-import { DEFAULT_LAYOUT } from '../../lib/list.js';
-import { PostgresWarehouse } from '../../lib/warehouse/postgres.js';
-import { REJECT_REASONS, type RejectReason } from '../../lib/validate.js';
-import type { RunReport } from '../../lib/report.js';
+import { runPipeline } from '../../lib/pipeline/pipeline.js';
+import { LocalLake } from '../../lib/adapters/lake/local.js';
+import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import { REJECT_REASONS, type RejectReason } from '../../lib/domain/reject-reasons.js';
+import type { RunReport } from '../../lib/pipeline/report.js';
 import { REPO, runCli } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 
@@ -221,7 +233,10 @@ describe('hostile input corpus (fixtures/hostile)', function () {
       const e = expected[n] as RowsExpectation;
       // Every row is either complete or rejected, in the expectations themselves too.
       expect(e.complete + Object.keys(e.rejects).length, n).to.equal(e.rows);
-      expect(Object.values(e.dates).reduce((a, b) => a + b, 0), `${n} dates`).to.equal(e.complete);
+      expect(
+        Object.values(e.dates).reduce((a, b) => a + b, 0),
+        `${n} dates`,
+      ).to.equal(e.complete);
       for (const r of Object.values(e.rejects)) expect(REJECT_REASONS, `${n} reason`).to.include(r);
     }
   });
@@ -260,7 +275,11 @@ describe('hostile input corpus (fixtures/hostile)', function () {
       const rejects = readRejects(lake, report.rejectsOutput);
       expect(Object.fromEntries(rejects.get(`streams/${name}`) ?? new Map())).to.deep.equal(e.rejects);
       if (e.songsRejected) expect(report.dimensions.songs?.rejected).to.include(e.songsRejected);
-      else expect([...rejects.keys()].filter((k) => !k.startsWith('streams/')), 'dimension rejects').to.deep.equal([]);
+      else
+        expect(
+          [...rejects.keys()].filter((k) => !k.startsWith('streams/')),
+          'dimension rejects',
+        ).to.deep.equal([]);
       if (e.generated) {
         // A 100 MiB record held in memory would be >= 100 MiB of heap (or of external buffers).
         expect(growth.heap, `heap + external growth ${(growth.heap / MiB).toFixed(1)} MiB`).to.be.below(48 * MiB);
@@ -276,7 +295,10 @@ describe('hostile input corpus (fixtures/hostile)', function () {
       const lake = makeLake([{ name, path: source(name) }]);
       lakes.push(lake);
       const report = await validate(lake);
-      expect(report.warnings.some((w) => w.includes(`streams/${name}`) && w.includes(e.warning!)), JSON.stringify(report.warnings)).to.equal(true);
+      expect(
+        report.warnings.some((w) => w.includes(`streams/${name}`) && w.includes(e.warning!)),
+        JSON.stringify(report.warnings),
+      ).to.equal(true);
     }
   });
 
@@ -288,11 +310,18 @@ describe('hostile input corpus (fixtures/hostile)', function () {
     const dir = mkdtempSync(join(tmpdir(), 'musickpi-hostile-hours-'));
     lakes.push(dir);
     const tracks = 20_000;
-    writeFileSync(join(dir, 'songs.csv'), 'track_id,artists,track_genre,duration_ms\n' + Array.from({ length: tracks }, (_, i) => `t${i},A${i % 100},g${i % 10},1000\n`).join(''));
+    writeFileSync(
+      join(dir, 'songs.csv'),
+      'track_id,artists,track_genre,duration_ms\n' +
+        Array.from({ length: tracks }, (_, i) => `t${i},A${i % 100},g${i % 10},1000\n`).join(''),
+    );
     writeFileSync(join(dir, 'users.csv'), 'user_id,user_age,user_country\nu1,30,XX\n');
     mkdirSync(join(dir, 'streams'));
     const start = Date.UTC(2024, 0, 1);
-    const rows = Array.from({ length: 2000 }, (_, h) => `u1,t${(h * 7919) % tracks},${new Date(start + h * 3_600_000).toISOString().slice(0, 19)}Z\n`);
+    const rows = Array.from(
+      { length: 2000 },
+      (_, h) => `u1,t${(h * 7919) % tracks},${new Date(start + h * 3_600_000).toISOString().slice(0, 19)}Z\n`,
+    );
     writeFileSync(join(dir, 'streams', 'hours.csv'), 'user_id,track_id,listen_time\n' + rows.join(''));
     const before = process.memoryUsage();
     let peak = 0;
@@ -395,7 +424,9 @@ describe('hostile input corpus (fixtures/hostile)', function () {
         expect(h.listen_hour, where).to.be.within(0, 23);
         expect(h.unique_listeners, where).to.be.within(1, h.listen_counts);
         expect(h.diversity_index, where).to.be.above(0).and.at.most(1);
-        expect(Math.abs(h.avg_sessions_per_user - h.listen_counts / h.unique_listeners), where).to.be.at.most(1e-9 * h.avg_sessions_per_user);
+        expect(Math.abs(h.avg_sessions_per_user - h.listen_counts / h.unique_listeners), where).to.be.at.most(
+          1e-9 * h.avg_sessions_per_user,
+        );
       }
 
       // Hostile but valid values are stored verbatim, and the SQL in them never ran.

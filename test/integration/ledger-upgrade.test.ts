@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 
-import { PostgresWarehouse } from '../../lib/warehouse/postgres.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
 import { freshDatabase } from '../support/pg.js';
 import { sql } from '../support/harness.js';
 
@@ -16,7 +16,16 @@ describe('ledger: archived copy fingerprint', function () {
     const wh = new PostgresWarehouse(url, { schema: 'reporting_schema' });
     try {
       await wh.init();
-      const entry = { fileKey: 'streams/a.csv', fingerprint: 'etag-a', size: 10, rows: 1, dates: ['2024-06-01'], tables: ['hourly' as const], runId: 'r1', archivedKey: null };
+      const entry = {
+        fileKey: 'streams/a.csv',
+        fingerprint: 'etag-a',
+        size: 10,
+        rows: 1,
+        dates: ['2024-06-01'],
+        tables: ['hourly' as const],
+        runId: 'r1',
+        archivedKey: null,
+      };
       await wh.load({ runId: 'r1', hourly: { dates: ['2024-06-01'], rows: [] }, ledger: [entry] });
       expect((await wh.readLedger())[0].archivedFingerprint).to.equal(undefined);
       await wh.markArchived('streams/a.csv', 'etag-a', 'streams/archived/a.csv', 'etag-copy-2');
@@ -43,11 +52,15 @@ describe('ledger: archived copy fingerprint', function () {
       );
       expect(await wh.isInitialised()).to.equal(true);
       // Readable as it is (a dry run does not upgrade it)...
-      expect((await wh.readLedger())[0]).to.include({ archivedKey: 'streams/archived/a.csv' }).and.not.have.property('archivedFingerprint');
+      expect((await wh.readLedger())[0])
+        .to.include({ archivedKey: 'streams/archived/a.csv' })
+        .and.not.have.property('archivedFingerprint');
       // ...and upgraded by init().
       await wh.init();
       const [e] = await wh.readLedger();
-      expect(e).to.include({ fileKey: 'streams/a.csv', archivedKey: 'streams/archived/a.csv' }).and.not.have.property('archivedFingerprint');
+      expect(e)
+        .to.include({ fileKey: 'streams/a.csv', archivedKey: 'streams/archived/a.csv' })
+        .and.not.have.property('archivedFingerprint');
       await wh.markArchived('streams/a.csv', 'e', 'streams/archived/a.csv', 'e2');
       expect((await wh.readLedger())[0].archivedFingerprint).to.equal('e2');
     } finally {

@@ -6,9 +6,11 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { MkpiError } from '../../lib/errors.js';
-import { PostgresWarehouse } from '../../lib/warehouse/postgres.js';
-import type { GenreRow, HourlyRow, LedgerEntry, LoadBatch } from '../../lib/warehouse/warehouse.js';
+import { MkpiError } from '../../lib/domain/errors.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import type { GenreRow, HourlyRow } from '../../lib/domain/kpi.js';
+import type { LedgerEntry } from '../../lib/domain/ledger.js';
+import type { LoadBatch } from '../../lib/domain/warehouse.js';
 import { freshDatabase, testDatabaseUrl } from '../support/pg.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -191,7 +193,14 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
     const g = await wh.query(`SELECT * FROM ${SCHEMA}.genre_level_kpis ORDER BY listen_count`);
     assert.deepEqual(
       g.rows,
-      b.genre!.rows.map((r) => [r.listen_date, r.track_genre, r.listen_count, r.popularity_index, r.average_duration, r.most_popular_track_id]),
+      b.genre!.rows.map((r) => [
+        r.listen_date,
+        r.track_genre,
+        r.listen_count,
+        r.popularity_index,
+        r.average_duration,
+        r.most_popular_track_id,
+      ]),
     );
     const n = await wh.query(`SELECT count(*) AS n, sum(rows) AS big FROM ${SCHEMA}.musickpi_ledger`);
     assert.deepEqual(n.rows, [[1, 5_000_000_000]]);
@@ -278,12 +287,18 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
       ],
     });
     await wh.load({ runId: 'r2', ledger: [{ ...entry('streams/a.csv', [], ['hourly'], 'r2'), contentHash: null }] });
-    assert.deepEqual((await wh.readLedger()).map((e) => [e.fingerprint, e.contentHash]), [
-      ['fp-streams/a.csv', 'h-a'],
-      ['twin', null],
-    ]);
+    assert.deepEqual(
+      (await wh.readLedger()).map((e) => [e.fingerprint, e.contentHash]),
+      [
+        ['fp-streams/a.csv', 'h-a'],
+        ['twin', null],
+      ],
+    );
     await wh.load({ runId: 'r3', ledger: [], retire: [{ fileKey: 'streams/a.csv', fingerprint: 'twin' }] });
-    assert.deepEqual((await wh.readLedger()).map((e) => e.fingerprint), ['fp-streams/a.csv']);
+    assert.deepEqual(
+      (await wh.readLedger()).map((e) => e.fingerprint),
+      ['fp-streams/a.csv'],
+    );
     const d = await wh.query(`SELECT fingerprint FROM ${SCHEMA}.musickpi_ledger_dates ORDER BY 1`);
     assert.deepEqual(d.rows, [['fp-streams/a.csv']]);
   });
@@ -293,7 +308,11 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
       await wh.init();
       await wh.load(batch(['2024-06-01', '2024-06-02']));
       const before = await snapshot(url);
-      const b = batch(['2024-06-02', '2024-06-03'], { salt: 7, runId: 'r2', files: [entry('streams/c.csv', ['2024-06-03'], ['hourly', 'genre'], 'r2')] });
+      const b = batch(['2024-06-02', '2024-06-03'], {
+        salt: 7,
+        runId: 'r2',
+        files: [entry('streams/c.csv', ['2024-06-03'], ['hourly', 'genre'], 'r2')],
+      });
       b.onStep = (s) => {
         if (s === step) throw new Error(`injected at ${s}`);
       };

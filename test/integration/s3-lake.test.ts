@@ -8,9 +8,9 @@ import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
 
-import { MkpiError } from '../../lib/errors.js';
-import { LocalLake } from '../../lib/lake/local.js';
-import { encodeCopySource, type S3Lake } from '../../lib/lake/s3.js';
+import { MkpiError } from '../../lib/domain/errors.js';
+import { LocalLake } from '../../lib/adapters/lake/local.js';
+import { encodeCopySource, type S3Lake } from '../../lib/adapters/lake/s3.js';
 import { startFaultyProxy, startS3, type FaultyProxy, type TestS3 } from '../support/s3.js';
 
 const MiB = 1024 * 1024;
@@ -116,7 +116,7 @@ describe('S3Lake on s3rver', function () {
         expect(listCalls.length).to.be.greaterThan(1);
         // The archive is jumped over (StartAfter past its last possible key), not paged through.
         expect(listCalls.some((r) => decodeURIComponent(r.url).includes('start-after=lake/streams/archived/'))).to.equal(true);
-        const first = objects[0]!;
+        const first = objects[0];
         expect(first.fingerprint).to.match(/^[0-9a-f]{32}$/);
         expect(first.size).to.be.greaterThan(0);
       } finally {
@@ -135,7 +135,10 @@ describe('S3Lake on s3rver', function () {
 
     it('handles a prefix that is not a folder, and several exclusions', async () => {
       const some = await lake.list('streams/part-0000', ['streams/part-00001']);
-      expect(some.map((o) => o.key)).to.deep.equal(['streams/part-00000.csv', ...[2, 3, 4, 5, 6, 7, 8, 9].map((i) => `streams/part-0000${i}.csv`)]);
+      expect(some.map((o) => o.key)).to.deep.equal([
+        'streams/part-00000.csv',
+        ...[2, 3, 4, 5, 6, 7, 8, 9].map((i) => `streams/part-0000${i}.csv`),
+      ]);
       const noArchive = await lake.list('', ['streams/archived/', 'streams/2024/']);
       expect(noArchive).to.have.length(N + 3);
     });
@@ -234,11 +237,13 @@ describe('S3Lake on s3rver', function () {
         expect(proxy.cuts).to.equal(1);
         const gets = proxy.requests.filter((r) => r.method === 'GET');
         expect(gets).to.have.length(2);
-        const m = /^bytes=(\d+)-$/.exec(gets[1]!.range ?? '');
-        expect(m, `range header ${gets[1]!.range}`).to.not.equal(null);
+        const m = /^bytes=(\d+)-$/.exec(gets[1].range ?? '');
+        expect(m, `range header ${gets[1].range}`).to.not.equal(null);
         const offset = Number(m![1]);
-        expect(offset).to.be.greaterThan(0).and.at.most(1 * MiB + 7);
-        expect(gets[1]!.ifMatch).to.match(/^"[0-9a-f]{32}"$/);
+        expect(offset)
+          .to.be.greaterThan(0)
+          .and.at.most(1 * MiB + 7);
+        expect(gets[1].ifMatch).to.match(/^"[0-9a-f]{32}"$/);
         log(`${mode}: cut at ${1 * MiB + 7}, resumed from byte ${offset}`);
       });
     }
@@ -379,7 +384,16 @@ describe('S3Lake on s3rver', function () {
   });
 
   describe('keys with spaces, =, +, &', () => {
-    const names = ['with space.csv', 'a=b.csv', 'c+d.csv', 'e&f.csv', 'all of=them+&.csv', 'ünï cødé.csv', 'q?x#y;z,$@:.csv', '%41 percent.csv'];
+    const names = [
+      'with space.csv',
+      'a=b.csv',
+      'c+d.csv',
+      'e&f.csv',
+      'all of=them+&.csv',
+      'ünï cødé.csv',
+      'q?x#y;z,$@:.csv',
+      '%41 percent.csv',
+    ];
 
     before(async () => {
       for (const n of names) await s3.putObject(BUCKET, `lake/odd/${n}`, `content of ${n}\n`);

@@ -11,9 +11,9 @@ import {
 import { startS3, type TestS3 } from '../support/s3.js';
 import { freshDatabase } from '../support/pg.js';
 import { copyLake, REPO, runCli, tableRows } from '../support/cli.js';
-import { runPipeline } from '../../lib/pipeline.js';
-import { DEFAULT_LAYOUT } from '../../lib/list.js';
-import { PostgresWarehouse } from '../../lib/warehouse/postgres.js';
+import { runPipeline } from '../../lib/pipeline/pipeline.js';
+import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
 
 const STREAM_FILES = 1_050;
 
@@ -90,10 +90,9 @@ describe('integration: the pipeline on an S3 lake (s3rver)', function () {
     expect(await tableRows(url, 'hourly_kpis')).to.deep.equal(await tableRows(ref, 'hourly_kpis'));
     expect(await tableRows(url, 'genre_level_kpis')).to.deep.equal(await tableRows(ref, 'genre_level_kpis'));
 
-    const again = await runCli(
-      ['run', '--lake', `s3://${bucket}/data`, '--s3-endpoint', s3.endpoint, '--warehouse', url, '--json'],
-      { env: s3.env },
-    );
+    const again = await runCli(['run', '--lake', `s3://${bucket}/data`, '--s3-endpoint', s3.endpoint, '--warehouse', url, '--json'], {
+      env: s3.env,
+    });
     expect(again.code, again.stderr).to.equal(0);
     expect(again.json).to.include({ loaded: false });
     expect(again.json.archived).to.deep.equal([]);
@@ -116,10 +115,14 @@ describe('integration: the pipeline on an S3 lake (s3rver)', function () {
     const cut = Math.floor(body.length / 2);
     const parts = [];
     for (const [i, chunk] of [body.subarray(0, cut), body.subarray(cut)].entries()) {
-      const p = await s3.client.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: mpu.UploadId, PartNumber: i + 1, Body: chunk }));
+      const p = await s3.client.send(
+        new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: mpu.UploadId, PartNumber: i + 1, Body: chunk }),
+      );
       parts.push({ ETag: p.ETag, PartNumber: i + 1 });
     }
-    await s3.client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: mpu.UploadId, MultipartUpload: { Parts: parts } }));
+    await s3.client.send(
+      new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: mpu.UploadId, MultipartUpload: { Parts: parts } }),
+    );
     // s3rver gives a multipart object the MD5 of its bytes (AWS gives "<md5 of parts>-N"), so here
     // the ETag matches; the other-ETag path is proven on a fake lake (test/unit/archive-etag.test.ts).
     const etag = async (k: string) => (await s3.client.send(new HeadObjectCommand({ Bucket: bucket, Key: k }))).ETag;
@@ -155,7 +158,8 @@ describe('integration: the pipeline on an S3 lake (s3rver)', function () {
         runId: 'race',
         rejectsKey: null,
         fault: async (point) => {
-          if (point === 'after-scan') await s3.putObject(bucket, 'l/streams/late.csv', 'user_id,track_id,listen_time\nu1,t1,2024-06-01 10:00:00\n');
+          if (point === 'after-scan')
+            await s3.putObject(bucket, 'l/streams/late.csv', 'user_id,track_id,listen_time\nu1,t1,2024-06-01 10:00:00\n');
         },
       });
       expect(report.ok, JSON.stringify(report.error)).to.equal(true);
@@ -174,7 +178,7 @@ describe('integration: the pipeline on an S3 lake (s3rver)', function () {
 describe('integration: the pipeline on a local lake', function () {
   this.timeout(120_000);
   it('a file that lands after the load started is not archived', async () => {
-    const { LocalLake } = await import('../../lib/lake/local.js');
+    const { LocalLake } = await import('../../lib/adapters/lake/local.js');
     const dir = copyLake('tiny');
     const url = await freshDatabase();
     const warehouse = new PostgresWarehouse(url, { schema: 'reporting_schema' });

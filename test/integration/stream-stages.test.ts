@@ -13,12 +13,12 @@ import { pipeline } from 'node:stream/promises';
 
 import { expect } from 'chai';
 
-import { sameContent } from '../../lib/archive.js';
-import { MkpiError } from '../../lib/errors.js';
-import { LocalLake } from '../../lib/lake/local.js';
-import { parseCsv } from '../../lib/parse.js';
-import { PostgresWarehouse } from '../../lib/warehouse/postgres.js';
-import type { HourlyRow } from '../../lib/warehouse/warehouse.js';
+import { sameContent } from '../../lib/stages/archive.js';
+import { MkpiError } from '../../lib/domain/errors.js';
+import { LocalLake } from '../../lib/adapters/lake/local.js';
+import { parseCsv } from '../../lib/stages/parse.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import type { HourlyRow } from '../../lib/domain/kpi.js';
 import { freshDatabase } from '../support/pg.js';
 import { snapshotWarehouse } from '../support/harness.js';
 
@@ -77,7 +77,10 @@ describe('stream stages: slow consumers and streams destroyed midway', function 
   describe('local lake read', () => {
     it('a slow consumer gets every byte', async () => {
       const hash = createHash('sha256');
-      await pipeline(await lake.read('streams/big.bin'), slowSink(1, (b) => hash.update(b)));
+      await pipeline(
+        await lake.read('streams/big.bin'),
+        slowSink(1, (b) => hash.update(b)),
+      );
       expect(hash.digest('hex')).to.equal(createHash('sha256').update(big).digest('hex'));
     });
 
@@ -94,7 +97,10 @@ describe('stream stages: slow consumers and streams destroyed midway', function 
       const ac = new AbortController();
       const stream = await lake.read('streams/big.bin', ac.signal);
       let n = 0;
-      const err = await pipeline(stream, slowSink(1, () => (++n === 2 ? ac.abort() : undefined))).then(
+      const err = await pipeline(
+        stream,
+        slowSink(1, () => (++n === 2 ? ac.abort() : undefined)),
+      ).then(
         () => undefined,
         (e: unknown) => e,
       );

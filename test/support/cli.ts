@@ -16,13 +16,16 @@ export interface CliResult {
   json: any;
 }
 
-export function runCli(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const env: Record<string, string | undefined> = { ...process.env, CI: 'true', ...opts.env };
     for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
     const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], {
       cwd: opts.cwd ?? REPO,
-      env: env as NodeJS.ProcessEnv,
+      env: env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

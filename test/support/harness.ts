@@ -47,15 +47,15 @@ export function spawnCli(args: string[], opts: { env?: Record<string, string | u
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], {
     cwd: REPO,
-    env: env as NodeJS.ProcessEnv,
+    env: env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
   let exited = false;
   const watchers = new Set<() => void>();
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => {
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => {
     stderr += d;
     for (const w of [...watchers]) w();
   });
@@ -141,7 +141,12 @@ export function snapshotLocalLake(dir: string, opts: { skip?: string[] } = {}): 
 }
 
 /** Every object under s3://bucket/prefix/ → sha256 of its bytes, keys relative to the prefix. */
-export async function snapshotS3Lake(client: S3Client, bucket: string, prefix: string, opts: { skip?: string[] } = {}): Promise<LakeSnapshot> {
+export async function snapshotS3Lake(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  opts: { skip?: string[] } = {},
+): Promise<LakeSnapshot> {
   const out: LakeSnapshot = {};
   const base = prefix ? prefix.replace(/\/$/, '') + '/' : '';
   let token: string | undefined;
@@ -273,11 +278,9 @@ export async function waitNoSessions(url: string, ms = 20_000): Promise<void> {
 /** Backend pids of the CLI's sessions on the database of `url` (lock session excluded unless asked). */
 export async function cliBackends(url: string, which: 'work' | 'lock'): Promise<{ pid: number; query: string; state: string }[]> {
   const app = which === 'lock' ? 'musickpi (run lock)' : 'musickpi';
-  return (await sql(
-    url,
-    `select pid, query, state from pg_stat_activity where datname = current_database() and application_name = $1`,
-    [app],
-  )) as { pid: number; query: string; state: string }[];
+  return (await sql(url, `select pid, query, state from pg_stat_activity where datname = current_database() and application_name = $1`, [
+    app,
+  ])) as { pid: number; query: string; state: string }[];
 }
 
 // ---------------------------------------------------------------------------------------------

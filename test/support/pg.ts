@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { processAlive, startEmbedded, type EmbeddedServer } from '../../lib/warehouse/embedded.js';
+import { processAlive, startEmbedded, type EmbeddedServer } from '../../lib/adapters/warehouse/embedded.js';
 
 const PREFIX = 'musickpi-test-pg-';
 
@@ -95,7 +95,10 @@ export function withDatabase(url: string, database: string): string {
 /** Creates an empty database with a unique name and returns its URL. */
 export async function freshDatabase(name = 'mkpi'): Promise<string> {
   const base = process.env.MKPI_TEST_PG_URL || process.env.TEST_DATABASE_URL ? testDatabaseUrl() : await startTestPostgres();
-  const safe = name.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 30);
+  const safe = name
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_')
+    .slice(0, 30);
   const db = `${safe}_${process.pid}_${++counter}_${randomBytes(3).toString('hex')}`;
   const client = new pg.Client({ connectionString: base });
   client.on('error', () => undefined);

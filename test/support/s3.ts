@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 
-import { S3Lake, type S3LakeOptions } from '../../lib/lake/s3.js';
+import { S3Lake, type S3LakeOptions } from '../../lib/adapters/lake/s3.js';
 
 interface S3rverInstance {
   run(): Promise<AddressInfo>;
@@ -263,7 +263,11 @@ export async function startFaultyProxy(target: string, plan: FaultPlan): Promise
             ? ''
             : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${fault.code}</Code><Message>injected by the test proxy</Message>` +
               `<RequestId>proxy-${index}</RequestId></Error>`;
-        res.writeHead(fault.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'x-amz-request-id': `proxy-${index}` });
+        res.writeHead(fault.status, {
+          'content-type': 'application/xml',
+          'content-length': Buffer.byteLength(body),
+          'x-amz-request-id': `proxy-${index}`,
+        });
         res.end(body);
         return;
       }
@@ -291,15 +295,19 @@ export async function startFaultyProxy(target: string, plan: FaultPlan): Promise
       record.cut = true;
       // Headers first, always: the fault under test is a body cut, not a failed request.
       res.flushHeaders();
-      await pipeline(up, new Cutter(fault.afterBytes, () => {
-        cuts += 1;
-        const socket = res.socket;
-        // Give the bytes already written a moment to leave, then break the connection.
-        setTimeout(() => {
-          if (fault.mode === 'close') socket?.destroy();
-          else socket?.resetAndDestroy();
-        }, 20);
-      }), res);
+      await pipeline(
+        up,
+        new Cutter(fault.afterBytes, () => {
+          cuts += 1;
+          const socket = res.socket;
+          // Give the bytes already written a moment to leave, then break the connection.
+          setTimeout(() => {
+            if (fault.mode === 'close') socket?.destroy();
+            else socket?.resetAndDestroy();
+          }, 20);
+        }),
+        res,
+      );
     })().catch(() => {
       // The client went away or we cut it on purpose: nothing to report.
       if (!res.headersSent) res.writeHead(502);

@@ -7,11 +7,13 @@ import { Readable } from 'node:stream';
 
 import { expect } from 'chai';
 
-import { archiveLoaded, sameContent } from '../../lib/archive.js';
-import { MkpiError } from '../../lib/errors.js';
-import type { Lake, LakeObject, MoveOptions, MoveOutcome } from '../../lib/lake/lake.js';
-import { archiveKeys, DEFAULT_LAYOUT, FileMatcher, findTwins, locate, planPending } from '../../lib/list.js';
-import type { LedgerEntry, Warehouse } from '../../lib/warehouse/warehouse.js';
+import { archiveLoaded, sameContent } from '../../lib/stages/archive.js';
+import { MkpiError } from '../../lib/domain/errors.js';
+import type { Lake, LakeObject, MoveOptions, MoveOutcome } from '../../lib/domain/lake.js';
+import { archiveKeys, FileMatcher, findTwins, locate, planPending } from '../../lib/stages/plan.js';
+import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
+import type { LedgerEntry } from '../../lib/domain/ledger.js';
+import type { Warehouse } from '../../lib/domain/warehouse.js';
 
 /** An S3-like lake in memory. Copies get a new, multipart-style ETag, as AWS gives them. */
 class FakeLake implements Lake {
@@ -87,7 +89,16 @@ class FakeLedger implements Pick<Warehouse, 'readLedger' | 'markArchived'> {
   readonly entries: LedgerEntry[] = [];
 
   add(key: string, fingerprint: string, size: number): LedgerEntry {
-    const e: LedgerEntry = { fileKey: key, fingerprint, size, rows: 1, dates: ['2024-06-01'], tables: ['hourly', 'genre'], runId: 'r1', archivedKey: null };
+    const e: LedgerEntry = {
+      fileKey: key,
+      fingerprint,
+      size,
+      rows: 1,
+      dates: ['2024-06-01'],
+      tables: ['hourly', 'genre'],
+      runId: 'r1',
+      archivedKey: null,
+    };
     this.entries.push(e);
     return e;
   }
@@ -128,7 +139,7 @@ async function crashed(p: Promise<unknown>): Promise<void> {
 }
 
 describe('archive and locate when the archived copy gets a new fingerprint (AWS multipart / SSE-KMS)', () => {
-  it('archives, records the copy\'s fingerprint in the ledger, and locate finds the copy', async () => {
+  it("archives, records the copy's fingerprint in the ledger, and locate finds the copy", async () => {
     const lake = new FakeLake();
     const ledger = new FakeLedger();
     const fp = lake.put('streams/a.csv', A);

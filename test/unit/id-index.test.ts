@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { IdIndex } from '../../lib/id-index.js';
+import { IdIndex } from '../../lib/domain/id-index.js';
 
-describe('IdIndex (the stream scan\'s ID lookup)', () => {
+describe("IdIndex (the stream scan's ID lookup)", () => {
   const keys = [
     '',
     'a',
@@ -25,8 +25,24 @@ describe('IdIndex (the stream scan\'s ID lookup)', () => {
   });
 
   it('answers -1 for anything else, however close', () => {
-    for (const k of ['b', 'abcd', 'AB', 'ab ', ' ab', '5SuOikwiRyPMVoIQDJUgSv', '1234567890123456789012', '1234567890123456789012345',
-      'user_265443576', 'cafe', 'caf\u0129', '\u0100\u00fe\u00fd', '\u{1F601}-smile', 'x'.repeat(299), 'x'.repeat(301), 'tab here']) {
+    for (const k of [
+      'b',
+      'abcd',
+      'AB',
+      'ab ',
+      ' ab',
+      '5SuOikwiRyPMVoIQDJUgSv',
+      '1234567890123456789012',
+      '1234567890123456789012345',
+      'user_265443576',
+      'cafe',
+      'caf\u0129',
+      '\u0100\u00fe\u00fd',
+      '\u{1F601}-smile',
+      'x'.repeat(299),
+      'x'.repeat(301),
+      'tab here',
+    ]) {
       expect(index.get(k), JSON.stringify(k)).to.equal(-1);
     }
   });

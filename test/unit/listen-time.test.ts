@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { dateToDay, dayToDate, hourKeyToDate, hourKeyToHour, parseListenTime } from '../../lib/listen-time.js';
+import { dateToDay, dayToDate, hourKeyToDate, hourKeyToHour, parseListenTime } from '../../lib/domain/listen-time.js';
 
 /** The hour key an instant should get, computed independently through Date. */
 function key(y: number, mo: number, d: number, h: number, mi = 0, offsetMinutes = 0): number {
@@ -80,13 +80,7 @@ describe('listen-time', () => {
     });
 
     it('rejects month and day 00 or out of range, and year 0000', () => {
-      for (const s of [
-        '2024-00-10 10:00:00',
-        '2024-13-10 10:00:00',
-        '2024-01-00 10:00:00',
-        '2024-01-32 10:00:00',
-        '0000-01-01 10:00:00',
-      ]) {
+      for (const s of ['2024-00-10 10:00:00', '2024-13-10 10:00:00', '2024-01-00 10:00:00', '2024-01-32 10:00:00', '0000-01-01 10:00:00']) {
         expect(parseListenTime(s), s).to.be.NaN;
       }
       expect(parseListenTime('0001-01-01 00:00:00')).to.equal(-719162 * 24);
@@ -216,12 +210,7 @@ describe('listen-time', () => {
   });
 
   it('agrees with a regex + Date reference on mutated inputs', () => {
-    const seeds = [
-      '2024-02-29T23:59:59.5+05:30',
-      '1999-12-31 00:00:00-0130',
-      '2023-02-28T12:00:00Z',
-      '2000-01-01 23:59:59',
-    ];
+    const seeds = ['2024-02-29T23:59:59.5+05:30', '1999-12-31 00:00:00-0130', '2023-02-28T12:00:00Z', '2000-01-01 23:59:59'];
     const alphabet = '0123456789-: T.Z+zt9';
     let state = 12345;
     const rand = (n: number): number => {
@@ -235,7 +224,8 @@ describe('listen-time', () => {
         const at = rand(s.length + 1);
         const c = alphabet[rand(alphabet.length)];
         const op = rand(3);
-        s = op === 0 ? s.slice(0, at) + c + s.slice(at + 1) : op === 1 ? s.slice(0, at) + c + s.slice(at) : s.slice(0, at) + s.slice(at + 1);
+        s =
+          op === 0 ? s.slice(0, at) + c + s.slice(at + 1) : op === 1 ? s.slice(0, at) + c + s.slice(at) : s.slice(0, at) + s.slice(at + 1);
       }
       const want = reference(s);
       if (want === want) valid++;

@@ -3,20 +3,22 @@
 // messy lakes of several files; errors with the same codes; aborts and failures that leave no
 // worker behind.
 
+import { REOPEN_MODULE } from '../../lib/adapters/lake/reopen.js';
 import { expect } from 'chai';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, copyFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runPipeline, type PipelineEvent, type FaultPoint } from '../../lib/pipeline.js';
-import { openLake } from '../../lib/lake/open.js';
-import { DEFAULT_LAYOUT } from '../../lib/list.js';
-import { create, result } from '../../lib/reduce.js';
-import { loadDimensions, scanStreamFile, type StreamScan } from '../../lib/scan.js';
-import { liveWorkers, plannedWorkers, scanFilesParallel, type ParallelOptions } from '../../lib/parallel-scan.js';
-import { RejectSink } from '../../lib/rejects.js';
-import { MkpiError, isMkpiError } from '../../lib/errors.js';
-import type { LedgerEntry, LoadBatch, LoadResult, Warehouse } from '../../lib/warehouse/warehouse.js';
-import type { RunReport } from '../../lib/report.js';
+import { runPipeline, type PipelineEvent, type FaultPoint } from '../../lib/pipeline/pipeline.js';
+import { openLake } from '../../lib/adapters/lake/open.js';
+import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
+import { create, result } from '../../lib/stages/reduce.js';
+import { loadDimensions, scanStreamFile, type StreamScan } from '../../lib/stages/scan.js';
+import { liveWorkers, plannedWorkers, scanFilesParallel, type ParallelOptions } from '../../lib/pipeline/parallel-scan.js';
+import { RejectSink } from '../../lib/stages/rejects.js';
+import { MkpiError, isMkpiError } from '../../lib/domain/errors.js';
+import type { LedgerEntry } from '../../lib/domain/ledger.js';
+import type { LoadBatch, LoadResult, Warehouse } from '../../lib/domain/warehouse.js';
+import type { RunReport } from '../../lib/pipeline/report.js';
 import { generateLake } from '../../bench/generate-lake.js';
 import { startS3, startFaultyProxy, type TestS3 } from '../support/s3.js';
 
@@ -88,7 +90,12 @@ interface Outcome {
   faults: FaultPoint[];
 }
 
-async function compute(lakeDir: string, parallel: ParallelOptions | undefined, tag: string, extra: { signal?: AbortSignal } = {}): Promise<Outcome> {
+async function compute(
+  lakeDir: string,
+  parallel: ParallelOptions | undefined,
+  tag: string,
+  extra: { signal?: AbortSignal } = {},
+): Promise<Outcome> {
   const lake = openLake(lakeDir);
   const warehouse = new MemoryWarehouse();
   const events: PipelineEvent[] = [];
@@ -121,7 +128,12 @@ function comparable(r: RunReport): unknown {
   return { ...rest, rejectsOutput: rejectsOutput?.replace(/rejects\/[^/]+\//, 'rejects/X/') ?? null };
 }
 
-const parallel = (dir: string, workers = 2, mainReads = true): ParallelOptions => ({ lake: { uri: dir }, workers, minBytes: 0, mainReads });
+const parallel = (dir: string, workers = 2, mainReads = true): ParallelOptions => ({
+  lake: { module: REOPEN_MODULE, uri: dir },
+  workers,
+  minBytes: 0,
+  mainReads,
+});
 
 /** One thread, then workers with the calling thread reading too, then workers alone: all the same. */
 async function expectSameAsSingleThread(dir: string, workers = 2): Promise<{ single: Outcome; par: Outcome }> {
@@ -157,12 +169,12 @@ describe('parallel scan (worker threads)', function () {
     const big = [f(20 << 20), f(20 << 20)];
     expect(plannedWorkers(undefined, big)).to.equal(0);
     expect(plannedWorkers({ workers: 2 }, big)).to.equal(0);
-    expect(plannedWorkers({ lake: { uri: '/x' }, workers: 2 }, big)).to.equal(2);
-    expect(plannedWorkers({ lake: { uri: '/x' }, workers: 8 }, big)).to.equal(2);
-    expect(plannedWorkers({ lake: { uri: '/x' }, workers: 2 }, [f(40 << 20)])).to.equal(0);
-    expect(plannedWorkers({ lake: { uri: '/x' }, workers: 1 }, big)).to.equal(0);
-    expect(plannedWorkers({ lake: { uri: '/x' }, workers: 2 }, [f(1000), f(1000)])).to.equal(0);
-    expect(plannedWorkers({ lake: { uri: '/x' }, workers: 2, minBytes: 0 }, [f(1000), f(1000)])).to.equal(2);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, big)).to.equal(2);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 8 }, big)).to.equal(2);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(40 << 20)])).to.equal(0);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 1 }, big)).to.equal(0);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(1000), f(1000)])).to.equal(0);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2, minBytes: 0 }, [f(1000), f(1000)])).to.equal(2);
   });
 
   it('gives the tiny lake the same KPIs, report and rejects as one thread', async () => {
@@ -211,7 +223,7 @@ describe('parallel scan (worker threads)', function () {
     for (let i = 1; i < progress.length; i++) expect(progress[i].rows).to.be.at.least(progress[i - 1].rows);
   });
 
-  it('gives the same results when the calling thread is slow to take the workers\' messages', async () => {
+  it("gives the same results when the calling thread is slow to take the workers' messages", async () => {
     const dir = messyLake({ streams: 120_000, files: 5, seed: 11 });
     const lake = openLake(dir);
     try {
@@ -226,7 +238,7 @@ describe('parallel scan (worker threads)', function () {
       const twoSink = new RejectSink();
       let ticks = 0;
       const twoScans = await scanFilesParallel(files, dims, two, {
-        lake: { uri: dir },
+        lake: { module: REOPEN_MODULE, uri: dir },
         workers: 2,
         local: lake,
         rejects: twoSink,
@@ -252,39 +264,39 @@ describe('parallel scan (worker threads)', function () {
   });
 
   for (const local of [false, true]) {
-  it(`stops every worker when the run is aborted mid-scan, with MKPI_INTERRUPTED${local ? ' (calling thread reading too)' : ''}`, async () => {
-    const dir = messyLake({ streams: 400_000, files: 4, messy: false, seed: 3 });
-    const controller = new AbortController();
-    const lake = openLake(dir);
-    try {
-      const { dims } = await loadDimensions(lake, { songs: 'songs.csv', users: 'users.csv' }, {});
-      const files = (await lake.list('streams/', ['streams/archived/'])).filter((f) => f.key.endsWith('.csv'));
-      const state = create(dims.trackCount, dims.userCount);
-      let rows = 0;
-      const t0 = Date.now();
-      const err = await scanFilesParallel(files, dims, state, {
-        lake: { uri: dir },
-        workers: 2,
-        local: local ? lake : undefined,
-        signal: controller.signal,
-        rejects: new RejectSink(),
-        tmpDir: spoolRoot,
-        onRows: (n) => {
-          rows += n;
-          if (!controller.signal.aborted) controller.abort(new Error('test abort'));
-        },
-      }).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(isMkpiError(err) && err.code, String(err)).to.equal('MKPI_INTERRUPTED');
-      expect(rows).to.be.lessThan(400_000);
-      expect(liveWorkers()).to.equal(0);
-      expect(Date.now() - t0).to.be.lessThan(10_000);
-    } finally {
-      await lake.close();
-    }
-  });
+    it(`stops every worker when the run is aborted mid-scan, with MKPI_INTERRUPTED${local ? ' (calling thread reading too)' : ''}`, async () => {
+      const dir = messyLake({ streams: 400_000, files: 4, messy: false, seed: 3 });
+      const controller = new AbortController();
+      const lake = openLake(dir);
+      try {
+        const { dims } = await loadDimensions(lake, { songs: 'songs.csv', users: 'users.csv' }, {});
+        const files = (await lake.list('streams/', ['streams/archived/'])).filter((f) => f.key.endsWith('.csv'));
+        const state = create(dims.trackCount, dims.userCount);
+        let rows = 0;
+        const t0 = Date.now();
+        const err = await scanFilesParallel(files, dims, state, {
+          lake: { module: REOPEN_MODULE, uri: dir },
+          workers: 2,
+          local: local ? lake : undefined,
+          signal: controller.signal,
+          rejects: new RejectSink(),
+          tmpDir: spoolRoot,
+          onRows: (n) => {
+            rows += n;
+            if (!controller.signal.aborted) controller.abort(new Error('test abort'));
+          },
+        }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isMkpiError(err) && err.code, String(err)).to.equal('MKPI_INTERRUPTED');
+        expect(rows).to.be.lessThan(400_000);
+        expect(liveWorkers()).to.equal(0);
+        expect(Date.now() - t0).to.be.lessThan(10_000);
+      } finally {
+        await lake.close();
+      }
+    });
   }
 
   it('stops every worker when runPipeline is aborted, and reports MKPI_INTERRUPTED', async () => {
@@ -313,36 +325,42 @@ describe('parallel scan (worker threads)', function () {
   });
 
   for (const local of [false, true]) {
-  it(`surfaces a read failure as the MkpiError one thread gives, and stops the others${local ? ' (calling thread reading too)' : ''}`, async () => {
-    const dir = messyLake({ streams: 200_000, files: 3, messy: false, seed: 9 });
-    const lake = openLake(dir);
-    try {
-      const { dims } = await loadDimensions(lake, { songs: 'songs.csv', users: 'users.csv' }, {});
-      const files = (await lake.list('streams/', ['streams/archived/'])).filter((f) => f.key.endsWith('.csv'));
-      // A file listed, then gone before it is read.
-      const gone = { key: 'streams/gone.csv', size: 10, fingerprint: '10:0' };
-      const list = [files[0], gone, ...files.slice(1)];
-      const one = await (async () => {
-        const state = create(dims.trackCount, dims.userCount);
-        for (const f of list) await scanStreamFile(lake, f, dims, state, {});
-      })().then(() => undefined, (e: unknown) => e);
-      const two = await scanFilesParallel(list, dims, create(dims.trackCount, dims.userCount), {
-        lake: { uri: dir },
-        workers: 2,
-        local: local ? lake : undefined,
-        rejects: new RejectSink(),
-        tmpDir: spoolRoot,
-      }).then(() => undefined, (e: unknown) => e);
-      expect(one).to.be.instanceOf(MkpiError);
-      expect(two).to.be.instanceOf(MkpiError);
-      const a = one as MkpiError;
-      const b = two as MkpiError;
-      expect({ code: b.code, message: b.message, hint: b.hint }).to.deep.equal({ code: a.code, message: a.message, hint: a.hint });
-      expect(liveWorkers()).to.equal(0);
-    } finally {
-      await lake.close();
-    }
-  });
+    it(`surfaces a read failure as the MkpiError one thread gives, and stops the others${local ? ' (calling thread reading too)' : ''}`, async () => {
+      const dir = messyLake({ streams: 200_000, files: 3, messy: false, seed: 9 });
+      const lake = openLake(dir);
+      try {
+        const { dims } = await loadDimensions(lake, { songs: 'songs.csv', users: 'users.csv' }, {});
+        const files = (await lake.list('streams/', ['streams/archived/'])).filter((f) => f.key.endsWith('.csv'));
+        // A file listed, then gone before it is read.
+        const gone = { key: 'streams/gone.csv', size: 10, fingerprint: '10:0' };
+        const list = [files[0], gone, ...files.slice(1)];
+        const one = await (async () => {
+          const state = create(dims.trackCount, dims.userCount);
+          for (const f of list) await scanStreamFile(lake, f, dims, state, {});
+        })().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        const two = await scanFilesParallel(list, dims, create(dims.trackCount, dims.userCount), {
+          lake: { module: REOPEN_MODULE, uri: dir },
+          workers: 2,
+          local: local ? lake : undefined,
+          rejects: new RejectSink(),
+          tmpDir: spoolRoot,
+        }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(one).to.be.instanceOf(MkpiError);
+        expect(two).to.be.instanceOf(MkpiError);
+        const a = one as MkpiError;
+        const b = two as MkpiError;
+        expect({ code: b.code, message: b.message, hint: b.hint }).to.deep.equal({ code: a.code, message: a.message, hint: a.hint });
+        expect(liveWorkers()).to.equal(0);
+      } finally {
+        await lake.close();
+      }
+    });
   }
 
   describe('over S3', () => {
@@ -366,7 +384,11 @@ describe('parallel scan (worker threads)', function () {
     it('reads an S3 lake in workers with the results of one thread', async () => {
       const dir = messyLake({ streams: 40_000, files: 4, seed: 21 });
       await upload('par-ok', dir);
-      const spec = { uri: 's3://par-ok/lake', s3: { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true } };
+      const spec = {
+        module: REOPEN_MODULE,
+        uri: 's3://par-ok/lake',
+        s3: { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true },
+      };
       const run = async (p: ParallelOptions | undefined) => {
         const lake = openLake(spec.uri, spec.s3);
         try {
@@ -402,7 +424,11 @@ describe('parallel scan (worker threads)', function () {
         cutAfterBytes: 0,
         times: 1_000,
       });
-      const spec = { uri: 's3://par-cut/lake', s3: { endpoint: proxy.endpoint, region: 'us-east-1', forcePathStyle: true } };
+      const spec = {
+        module: REOPEN_MODULE,
+        uri: 's3://par-cut/lake',
+        s3: { endpoint: proxy.endpoint, region: 'us-east-1', forcePathStyle: true },
+      };
       try {
         const codes: (string | undefined)[] = [];
         for (const p of [undefined, { lake: spec, workers: 2, minBytes: 0 }]) {
@@ -432,5 +458,4 @@ describe('parallel scan (worker threads)', function () {
       }
     });
   });
-
 });

@@ -12,7 +12,7 @@ import {
   parseCsv,
   type CsvBatch,
   type CsvParserOptions,
-} from '../../lib/parse.js';
+} from '../../lib/stages/parse.js';
 
 type Rec = [fields: string[], line: number, flag: number];
 
@@ -114,14 +114,26 @@ describe('parse', () => {
     });
 
     it('needs no line ending after the last record', () => {
-      expect(fieldsOf('a,b\n1,2')).to.deep.equal([['a', 'b'], ['1', '2']]);
-      expect(fieldsOf('a,b\n"1",2')).to.deep.equal([['a', 'b'], ['1', '2']]);
+      expect(fieldsOf('a,b\n1,2')).to.deep.equal([
+        ['a', 'b'],
+        ['1', '2'],
+      ]);
+      expect(fieldsOf('a,b\n"1",2')).to.deep.equal([
+        ['a', 'b'],
+        ['1', '2'],
+      ]);
     });
 
     it('strips a leading BOM, and only a leading one', () => {
-      expect(fieldsOf('\uFEFFuser_id,b\n1,2\n')).to.deep.equal([['user_id', 'b'], ['1', '2']]);
+      expect(fieldsOf('\uFEFFuser_id,b\n1,2\n')).to.deep.equal([
+        ['user_id', 'b'],
+        ['1', '2'],
+      ]);
       expect(fieldsOf('\uFEFF"user_id",b\n')).to.deep.equal([['user_id', 'b']]);
-      expect(fieldsOf('a,b\n\uFEFF1,2\n')).to.deep.equal([['a', 'b'], ['\uFEFF1', '2']]);
+      expect(fieldsOf('a,b\n\uFEFF1,2\n')).to.deep.equal([
+        ['a', 'b'],
+        ['\uFEFF1', '2'],
+      ]);
       expect(fieldsOf('\uFEFF\uFEFFa\n')).to.deep.equal([['\uFEFFa']]);
       expect(parse('\uFEFF')).to.deep.equal([]);
     });
@@ -221,14 +233,8 @@ describe('parse', () => {
 
     it('decodes invalid UTF-8 to U+FFFD', () => {
       const bytes = Uint8Array.from([0x61, 0xff, 0x2c, 0xe2, 0x82, 0x2c, 0xc3, 0x0a, 0x22, 0xed, 0xa0, 0x80, 0x22, 0x0a]);
-      expect(fieldsOf(new TextDecoder().decode(bytes))).to.deep.equal([
-        ['a\uFFFD', '\uFFFD', '\uFFFD'],
-        ['\uFFFD\uFFFD\uFFFD'],
-      ]);
-      expect(parse(bytes).map((r) => r[0])).to.deep.equal([
-        ['a\uFFFD', '\uFFFD', '\uFFFD'],
-        ['\uFFFD\uFFFD\uFFFD'],
-      ]);
+      expect(fieldsOf(new TextDecoder().decode(bytes))).to.deep.equal([['a\uFFFD', '\uFFFD', '\uFFFD'], ['\uFFFD\uFFFD\uFFFD']]);
+      expect(parse(bytes).map((r) => r[0])).to.deep.equal([['a\uFFFD', '\uFFFD', '\uFFFD'], ['\uFFFD\uFFFD\uFFFD']]);
       expect(parse(Uint8Array.from([0x61, 0xe2, 0x82])).map((r) => r[0])).to.deep.equal([['a\uFFFD']]);
     });
 
@@ -575,7 +581,14 @@ describe('parse', () => {
       );
       expect(batches).to.deep.equal([
         { fields: [['a', 'b']], lines: [1], flags: [0] },
-        { fields: [['1', '2\n3'], ['4', '5']], lines: [2, 5], flags: [0, 0] },
+        {
+          fields: [
+            ['1', '2\n3'],
+            ['4', '5'],
+          ],
+          lines: [2, 5],
+          flags: [0, 0],
+        },
         { fields: [['x']], lines: [6], flags: [FLAG_UNTERMINATED] },
       ]);
     });

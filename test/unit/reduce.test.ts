@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { add, create, merge, result, ordinalRanks, type KpiState } from '../../lib/reduce.js';
-import { DimensionsBuilder, type Dimensions } from '../../lib/validate.js';
-import { dateToDay } from '../../lib/listen-time.js';
+import { add, create, merge, result, ordinalRanks, type KpiState } from '../../lib/stages/reduce.js';
+import { DimensionsBuilder, type Dimensions } from '../../lib/stages/validate.js';
+import { dateToDay } from '../../lib/domain/listen-time.js';
 
 function dims(songs: [string, string[], string, number][], users: [string, number][]): Dimensions {
   const b = new DimensionsBuilder();
@@ -116,7 +116,7 @@ describe('reduce', () => {
     const users = ['u1', 'u2', 'u3', 'u4'];
     const tracks = ['a', 'b', 'c', 'e', 'n'];
     let seed = 7;
-    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
     for (let i = 0; i < 2000; i++) rows.push([users[rnd(4)], tracks[rnd(5)], rnd(2) ? '2024-01-01' : '2024-01-02', rnd(24)]);
     const whole = create(d.trackCount, d.userCount);
     feed(whole, d, rows);
@@ -129,7 +129,7 @@ describe('reduce', () => {
 
   it('sparse hours (few rows) and dense hours give the same results, also when merged', () => {
     let seed = 11;
-    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
     const users = ['u1', 'u2', 'u3', 'u4'];
     const tracks = ['a', 'b', 'c', 'e', 'n'];
     const rows: [string, string, string, number][] = [];
@@ -148,8 +148,16 @@ describe('reduce', () => {
     const a = create(d.trackCount, d.userCount);
     const b = create(d.trackCount, d.userCount);
     b.denseAt = 0;
-    feed(a, d, rows.filter((_, i) => i % 2 === 0));
-    feed(b, d, rows.filter((_, i) => i % 2 === 1));
+    feed(
+      a,
+      d,
+      rows.filter((_, i) => i % 2 === 0),
+    );
+    feed(
+      b,
+      d,
+      rows.filter((_, i) => i % 2 === 1),
+    );
     expect(result(merge(a, b), d)).to.deep.equal(result(dense, d));
   });
 
@@ -178,7 +186,7 @@ describe('reduce', () => {
   it('satisfies the spec §6 invariants', () => {
     const s = create(d.trackCount, d.userCount);
     let seed = 3;
-    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
     const users = ['u1', 'u2', 'u3', 'u4'];
     const tracks = ['a', 'b', 'c', 'e', 'n'];
     const perDate = new Map<string, number>();

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { ageGroupOf, checkSong, checkUser, resolveHeader, splitArtists } from '../../lib/validate.js';
-import { isMkpiError } from '../../lib/errors.js';
+import { ageGroupOf, checkSong, checkUser, resolveHeader, splitArtists } from '../../lib/stages/validate.js';
+import { isMkpiError } from '../../lib/domain/errors.js';
 
 describe('validate', () => {
   it('matches header names exactly after trimming, extra columns allowed', () => {
@@ -28,8 +28,26 @@ describe('validate', () => {
 
   it('maps ages to groups; non-digit or out-of-range ages are unknown', () => {
     const cases: [string, number][] = [
-      ['1', 0], ['17', 0], ['25', 0], ['26', 1], ['35', 1], ['36', 2], ['45', 2], ['46', 3], ['55', 3], ['56', 4],
-      ['65', 4], ['66', 5], ['120', 5], ['121', -1], ['0', -1], ['', -1], ['33.0', -1], ['+33', -1], ['-5', -1], ['033', 1],
+      ['1', 0],
+      ['17', 0],
+      ['25', 0],
+      ['26', 1],
+      ['35', 1],
+      ['36', 2],
+      ['45', 2],
+      ['46', 3],
+      ['55', 3],
+      ['56', 4],
+      ['65', 4],
+      ['66', 5],
+      ['120', 5],
+      ['121', -1],
+      ['0', -1],
+      ['', -1],
+      ['33.0', -1],
+      ['+33', -1],
+      ['-5', -1],
+      ['033', 1],
     ];
     for (const [raw, g] of cases) expect(ageGroupOf(raw), raw).to.equal(g);
   });
@@ -39,7 +57,11 @@ describe('validate', () => {
     expect(splitArtists('')).to.deep.equal([]);
   });
 
-  const songHeader = resolveHeader('songs', ['track_id', 'artists', 'track_genre', 'duration_ms'], ['track_id', 'artists', 'track_genre', 'duration_ms']);
+  const songHeader = resolveHeader(
+    'songs',
+    ['track_id', 'artists', 'track_genre', 'duration_ms'],
+    ['track_id', 'artists', 'track_genre', 'duration_ms'],
+  );
   it('accepts plain decimal durations only', () => {
     for (const ok of ['210000', '210000.0', '0', '1.5']) expect(checkSong(['t', 'a', 'g', ok], songHeader).ok, ok).to.equal(true);
     for (const bad of ['2e5', '-1', '+1', 'NaN', '', '1.', '.5', '1,000', 'Infinity']) {

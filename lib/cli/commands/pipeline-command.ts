@@ -1,13 +1,24 @@
 // The body shared by run / validate / compute / archive: build options, run the library,
 // print the report (JSON or summary), return the outcome's error code.
 
-import { runPipeline } from '../../pipeline.js';
-import { newReport, newRunId, setError, type Command } from '../../report.js';
-import { MkpiError, redact, toMkpiError } from '../../errors.js';
-import { checkCount, layoutFrom, s3Options, parseKpis, rejectsKey, type ComputeArgs, type LakeArgs, type OutputArgs, type WarehouseArgs } from '../options.js';
+import { REOPEN_MODULE } from '../../adapters/lake/reopen.js';
+import { runPipeline } from '../../pipeline/pipeline.js';
+import { newReport, newRunId, setError, type Command } from '../../pipeline/report.js';
+import { MkpiError, redact, toMkpiError } from '../../domain/errors.js';
+import {
+  checkCount,
+  layoutFrom,
+  s3Options,
+  parseKpis,
+  rejectsKey,
+  type ComputeArgs,
+  type LakeArgs,
+  type OutputArgs,
+  type WarehouseArgs,
+} from '../options.js';
 import { printError, type Runtime } from '../runtime.js';
 import type { Argv, CommandModule } from 'yargs';
-import { execute } from '../main.js';
+import { execute } from '../execute.js';
 import { summary } from '../output.js';
 
 export type PipelineArgs = LakeArgs & WarehouseArgs & OutputArgs & Partial<ComputeArgs>;
@@ -52,6 +63,7 @@ export async function pipelineCommand(command: Command, args: PipelineArgs, rt: 
     // Worker threads reopen the lake themselves: the same URI and S3 options as rt.openLake.
     parallel: {
       lake: {
+        module: REOPEN_MODULE,
         uri: args.lake,
         s3: s3Options(args),
       },

@@ -1,9 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
 import { outputOptions, warehouseOptions, type OutputArgs, type WarehouseArgs } from '../options.js';
-import { execute } from '../main.js';
+import { execute } from '../execute.js';
 import { formatCell, table } from '../output.js';
-import { csvField } from '../../text.js';
-import { MkpiError, isMkpiError } from '../../errors.js';
+import { csvField } from '../../domain/text.js';
+import { MkpiError, isMkpiError } from '../../domain/errors.js';
 
 type Args = WarehouseArgs & OutputArgs & { sql: string; csv: boolean };
 
@@ -14,7 +14,7 @@ export const command: CommandModule<object, Args> = {
     warehouseOptions(outputOptions(y))
       .positional('sql', { type: 'string', demandOption: true, describe: 'SQL to run' })
       .option('csv', { type: 'boolean', default: false, describe: 'print CSV' })
-      .example("$0 query 'select * from reporting_schema.hourly_kpis order by 1, 2'", '') as unknown as Argv<Args>,
+      .example("$0 query 'select * from reporting_schema.hourly_kpis order by 1, 2'", ''),
   handler: (args) =>
     execute(args, 'query', async (rt) => {
       if (args.json && args.csv) throw new MkpiError('MKPI_USAGE', '--json and --csv are mutually exclusive');
@@ -23,7 +23,7 @@ export const command: CommandModule<object, Args> = {
         // The statement is the user's input: a database error about it is a usage error, not a bug.
         if (isMkpiError(err) && err.code === 'MKPI_INTERNAL') {
           throw new MkpiError('MKPI_USAGE', err.message.replace(/^warehouse error while running a query: /, ''), {
-            hint: "the KPI tables are reporting_schema.hourly_kpis and reporting_schema.genre_level_kpis (after a first run or `musickpi init`)",
+            hint: 'the KPI tables are reporting_schema.hourly_kpis and reporting_schema.genre_level_kpis (after a first run or `musickpi init`)',
             cause: err,
           });
         }

@@ -6,8 +6,8 @@ import { Readable } from 'node:stream';
 
 import { expect } from 'chai';
 
-import { MkpiError } from '../../../lib/errors.js';
-import { LocalLake, assertSafeKey, compareKeys } from '../../../lib/lake/local.js';
+import { MkpiError } from '../../../lib/domain/errors.js';
+import { LocalLake, assertSafeKey, compareKeys } from '../../../lib/adapters/lake/local.js';
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<MkpiError> {
   try {
@@ -173,7 +173,14 @@ describe('LocalLake', () => {
     });
 
     it('never writes outside the root', async () => {
-      for (const key of ['../escape.csv', 'rejects/../../escape.csv', '/tmp/escape.csv', 'rejects\\..\\..\\escape.csv', 'C:/escape.csv', '']) {
+      for (const key of [
+        '../escape.csv',
+        'rejects/../../escape.csv',
+        '/tmp/escape.csv',
+        'rejects\\..\\..\\escape.csv',
+        'C:/escape.csv',
+        '',
+      ]) {
         await expectCode(lake.write(key, Readable.from(['x'])), 'MKPI_CONFIG');
       }
       expect(await tree(tmp)).to.deep.equal([]);

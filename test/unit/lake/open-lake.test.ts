@@ -3,10 +3,10 @@ import { pathToFileURL } from 'node:url';
 
 import { expect } from 'chai';
 
-import { MkpiError } from '../../../lib/errors.js';
-import { LocalLake } from '../../../lib/lake/local.js';
-import { openLake } from '../../../lib/lake/open.js';
-import { S3Lake } from '../../../lib/lake/s3.js';
+import { MkpiError } from '../../../lib/domain/errors.js';
+import { LocalLake } from '../../../lib/adapters/lake/local.js';
+import { openLake } from '../../../lib/adapters/lake/open.js';
+import { S3Lake } from '../../../lib/adapters/lake/s3.js';
 
 function usageError(uri: string): void {
   try {
@@ -45,7 +45,17 @@ describe('openLake', () => {
   });
 
   it('invalid S3 URIs are MKPI_USAGE', () => {
-    for (const uri of ['s3://', 's3:///prefix', 's3://UPPER/x', 's3://a/x', 's3://bad_bucket/x', 's3://b-ok/../x', 's3://b-ok/x?y', '', 'gs://bucket/x']) {
+    for (const uri of [
+      's3://',
+      's3:///prefix',
+      's3://UPPER/x',
+      's3://a/x',
+      's3://bad_bucket/x',
+      's3://b-ok/../x',
+      's3://b-ok/x?y',
+      '',
+      'gs://bucket/x',
+    ]) {
       usageError(uri);
     }
   });

@@ -2,8 +2,8 @@
 // (the embedded branch is covered in test/integration/embedded.test.ts).
 
 import assert from 'node:assert/strict';
-import { MkpiError } from '../../../lib/errors.js';
-import { openWarehouse } from '../../../lib/warehouse/open.js';
+import { MkpiError } from '../../../lib/domain/errors.js';
+import { openWarehouse } from '../../../lib/adapters/warehouse/open.js';
 
 const home = '/nonexistent/musickpi-home-never-used';
 

@@ -2,7 +2,7 @@
 // parsing, error classification, redaction. No server needed.
 
 import assert from 'node:assert/strict';
-import { MkpiError } from '../../../lib/errors.js';
+import { MkpiError } from '../../../lib/domain/errors.js';
 import {
   checkBatch,
   classifyPgError,
@@ -18,8 +18,8 @@ import {
   PostgresWarehouse,
   quoteSchema,
   renderSql,
-} from '../../../lib/warehouse/postgres.js';
-import type { HourlyRow } from '../../../lib/warehouse/warehouse.js';
+} from '../../../lib/adapters/warehouse/postgres.js';
+import type { HourlyRow } from '../../../lib/domain/kpi.js';
 
 function pgError(code: string, message = 'x'): Error {
   return Object.assign(new Error(message), { code });
@@ -35,7 +35,11 @@ describe('warehouse/postgres (unit)', () => {
     });
     it('rejects anything else with MKPI_CONFIG', () => {
       for (const bad of ['', '9a', 'a-b', 'a b', 'a"b', 'a;b', 'a.b', 'a'.repeat(64), 'ünï', 'x\n']) {
-        assert.throws(() => quoteSchema(bad), (e: unknown) => e instanceof MkpiError && e.code === 'MKPI_CONFIG', bad);
+        assert.throws(
+          () => quoteSchema(bad),
+          (e: unknown) => e instanceof MkpiError && e.code === 'MKPI_CONFIG',
+          bad,
+        );
       }
     });
   });
@@ -185,7 +189,10 @@ describe('warehouse/postgres (unit)', () => {
     });
     it('checkBatch refuses rows outside the covered dates and malformed dates', () => {
       const row = { listen_date: '2024-06-02' } as HourlyRow;
-      assert.throws(() => checkBatch({ runId: 'r', hourly: { dates: ['2024-06-01'], rows: [row] }, ledger: [] }), /outside the covered dates/);
+      assert.throws(
+        () => checkBatch({ runId: 'r', hourly: { dates: ['2024-06-01'], rows: [row] }, ledger: [] }),
+        /outside the covered dates/,
+      );
       assert.throws(() => checkBatch({ runId: 'r', hourly: { dates: ['June 1'], rows: [] }, ledger: [] }), /invalid date/);
       checkBatch({ runId: 'r', hourly: { dates: ['2024-06-02'], rows: [row] }, ledger: [] });
     });

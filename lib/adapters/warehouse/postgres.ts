@@ -10,20 +10,10 @@ import { finished, pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pgCopy from 'pg-copy-streams';
-import { MkpiError, redact, type ErrorCode } from '../errors.js';
-import {
-  KPI_TABLES,
-  type GenreRow,
-  type HourlyRow,
-  type KpiTable,
-  type LedgerEntry,
-  type LoadBatch,
-  type LoadStep,
-  type LoadResult,
-  type QueryResult,
-  type RunLock,
-  type Warehouse,
-} from './warehouse.js';
+import { MkpiError, redact, type ErrorCode } from '../../domain/errors.js';
+import { KPI_TABLES, type GenreRow, type HourlyRow, type KpiTable } from '../../domain/kpi.js';
+import { type LedgerEntry } from '../../domain/ledger.js';
+import { type LoadBatch, type LoadStep, type LoadResult, type QueryResult, type RunLock, type Warehouse } from '../../domain/warehouse.js';
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -48,13 +38,7 @@ export function quoteSchema(name: string): string {
 // ---------------------------------------------------------------------------------------------
 // SQL files
 
-export type SqlName =
-  | 'init'
-  | 'stage'
-  | 'merge-hourly'
-  | 'merge-genre'
-  | 'upsert-ledger'
-  | 'upsert-ledger-dates';
+export type SqlName = 'init' | 'stage' | 'merge-hourly' | 'merge-genre' | 'upsert-ledger' | 'upsert-ledger-dates';
 
 let sqlDirCache: string | undefined;
 
@@ -114,7 +98,7 @@ const TYPES = {
     }
     return (pg.types.getTypeParser as (o: number, f?: string) => unknown)(oid, format);
   },
-} as unknown as pg.CustomTypesConfig;
+};
 
 // ---------------------------------------------------------------------------------------------
 // CSV for COPY ... WITH (FORMAT csv): an unquoted empty field is NULL, so every string is
@@ -125,7 +109,7 @@ export function csvField(value: unknown): string {
   if (typeof value === 'number') return String(value); // shortest round-trip; NaN/Infinity as float8 spells them
   if (typeof value === 'bigint') return value.toString();
   if (typeof value === 'boolean') return value ? 't' : 'f';
-  const s = String(value);
+  const s = typeof value === 'string' ? value : JSON.stringify(value);
   return `"${s.replaceAll('"', '""')}"`;
 }
 
@@ -186,8 +170,7 @@ const NETWORK_CODES = new Set([
   'ECONNABORTED',
 ]);
 
-const CONNECTION_MESSAGES =
-  /connection terminated|connection timeout|not queryable|client was closed|connection ended|socket hang up/i;
+const CONNECTION_MESSAGES = /connection terminated|connection timeout|not queryable|client was closed|connection ended|socket hang up/i;
 
 function errCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
@@ -543,7 +526,12 @@ export class PostgresWarehouse implements Warehouse {
         );
       // A ledger from before the added columns (init() adds them; a dry run does not run init).
       const files = await select(Object.keys(ADDED_LEDGER_COLUMNS).join(', ')).catch((err: unknown) => {
-        if (errCode(err) === '42703') return select(Object.keys(ADDED_LEDGER_COLUMNS).map((col) => `NULL::text AS ${col}`).join(', '));
+        if (errCode(err) === '42703')
+          return select(
+            Object.keys(ADDED_LEDGER_COLUMNS)
+              .map((col) => `NULL::text AS ${col}`)
+              .join(', '),
+          );
         throw err;
       });
       const dates = await c.query<{ file_key: string; fingerprint: string; listen_date: string }>(
@@ -687,9 +675,7 @@ export class PostgresWarehouse implements Warehouse {
   ): Promise<void> {
     await c.query(`INSERT INTO musickpi_stage_${table}_dates (listen_date) SELECT DISTINCT unnest($1::date[])`, [dates]);
     if (rows.length === 0) return;
-    const copy = c.query(
-      pgCopy.from(`COPY musickpi_stage_${table} (${columns.join(', ')}) FROM STDIN WITH (FORMAT csv)`),
-    );
+    const copy = c.query(pgCopy.from(`COPY musickpi_stage_${table} (${columns.join(', ')}) FROM STDIN WITH (FORMAT csv)`));
     const chunks = csvChunks(rows, columns);
     if (onFirstChunk) {
       // The first chunk goes out on its own; its write callback fires once the server has

@@ -1,27 +1,22 @@
 // The pipeline as a library: each command returns a RunReport and never touches `process`.
 // Errors end up in report.error with a stable code; the CLI alone maps codes to exit statuses.
 
-import type { Lake } from './lake/lake.js';
-import { KPI_TABLES, type KpiTable, type LedgerEntry, type Warehouse, type RunLock } from './warehouse/warehouse.js';
-import { MkpiError, toMkpiError } from './errors.js';
-import {
-  FileMatcher,
-  filesToReread,
-  findTwins,
-  listStreamFiles,
-  locate,
-  planPending,
-  type LakeLayout,
-  type PendingFile,
-} from './list.js';
-import { loadDimensions, scanStreamFile, type StreamScan } from './scan.js';
-import { create, ordinalRanks, result, type KpiState } from './reduce.js';
-import { RejectSink } from './rejects.js';
+import type { Lake } from '../domain/lake.js';
+import { KPI_TABLES, type KpiTable } from '../domain/kpi.js';
+import { type LedgerEntry } from '../domain/ledger.js';
+import { type Warehouse, type RunLock } from '../domain/warehouse.js';
+import { MkpiError, toMkpiError } from '../domain/errors.js';
+import { FileMatcher, filesToReread, findTwins, listStreamFiles, locate, planPending, type PendingFile } from '../stages/plan.js';
+import { type LakeLayout } from '../domain/layout.js';
+import { loadDimensions, scanStreamFile, type StreamScan } from '../stages/scan.js';
+import { create, ordinalRanks, result, type KpiState } from '../stages/reduce.js';
+import { RejectSink } from '../stages/rejects.js';
 import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel, type ParallelOptions } from './parallel-scan.js';
-import { archiveLoaded, type ArchiveFault } from './archive.js';
-import { buildBatch } from './load.js';
-import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS, type Dimensions } from './validate.js';
-import { dateToDay, dayToDate } from './listen-time.js';
+import { archiveLoaded, type ArchiveFault } from '../stages/archive.js';
+import { buildBatch } from '../stages/load.js';
+import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS } from '../domain/reject-reasons.js';
+import { type Dimensions } from '../stages/validate.js';
+import { dateToDay, dayToDate } from '../domain/listen-time.js';
 import { newReport, setError, zeroReasons, type Command, type RunReport, type Stage } from './report.js';
 
 /**
@@ -129,12 +124,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<RunReport> {
   return report;
 }
 
-async function archiveStage(
-  opts: PipelineOptions,
-  report: RunReport,
-  timer: Timer,
-  emit: (e: PipelineEvent) => void,
-): Promise<void> {
+async function archiveStage(opts: PipelineOptions, report: RunReport, timer: Timer, emit: (e: PipelineEvent) => void): Promise<void> {
   const warehouse = opts.warehouse!;
   if (report.dryRun) return;
   if (!(await warehouse.isInitialised())) return;
@@ -209,7 +199,8 @@ async function computeStage(
     for (const d of [songs, users]) {
       const bad = Object.values(d.rejected).reduce((a, b) => a + b, 0);
       if (bad > 0) warn(`${d.file}: ${bad} invalid row(s) left out of the dimension`);
-      if (d.duplicateHeaders.length > 0) warn(`${d.file}: repeated header name(s) ${d.duplicateHeaders.join(', ')}; the first column of each is used`);
+      if (d.duplicateHeaders.length > 0)
+        warn(`${d.file}: repeated header name(s) ${d.duplicateHeaders.join(', ')}; the first column of each is used`);
     }
 
     const state = create(dims.trackCount, dims.userCount);
@@ -260,8 +251,8 @@ async function computeStage(
 
     emit({ type: 'stage', stage: 'compute', message: 'computing KPIs' });
     const days = new Set([...allDates].map(dateToDay));
-    const res = await timer.stage('compute', async () =>
-      result(state, dims, { days, artistRank: ordinalRanks(dims.artists), trackRank: ordinalRanks(dims.trackIds) }),
+    const res = await timer.stage('compute', () =>
+      Promise.resolve(result(state, dims, { days, artistRank: ordinalRanks(dims.artists), trackRank: ordinalRanks(dims.trackIds) })),
     );
     for (const t of KPI_TABLES) report.datesRecomputed[t] = [...byTable[t]].sort();
     const batch = buildBatch(opts.runId, kpis, byTable, res, plan.pending, scanByKey);
@@ -367,7 +358,7 @@ async function scanPending(
       bytes: scan.bytes,
       rows: scan.rows,
       complete: scan.complete,
-      rejected: scan.rejected as Record<(typeof REJECT_REASONS)[number], number>,
+      rejected: scan.rejected,
       dates: [...scan.days].sort((a, b) => a - b).map(dayToDate),
       status: scan.schemaError ? 'schema_error' : 'read',
       ...(scan.schemaError ? { error: scan.schemaError.message } : {}),

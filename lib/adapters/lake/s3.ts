@@ -16,8 +16,8 @@ import {
   type HeadObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 
-import { MkpiError, redact, type ErrorCode } from '../errors.js';
-import type { Lake, LakeObject, MoveOptions, MoveOutcome } from './lake.js';
+import { MkpiError, redact, type ErrorCode } from '../../domain/errors.js';
+import type { Lake, LakeObject, MoveOptions, MoveOutcome } from '../../domain/lake.js';
 import { assertSafeKey, compareKeys, discard } from './local.js';
 
 export interface S3LakeOptions {
@@ -61,7 +61,7 @@ interface S3ErrorLike {
 }
 
 function asS3Error(err: unknown): S3ErrorLike {
-  return typeof err === 'object' && err !== null ? (err as S3ErrorLike) : { message: String(err) };
+  return typeof err === 'object' && err !== null ? err : { message: String(err) };
 }
 
 function stripQuotes(etag: string | undefined): string {
@@ -147,10 +147,7 @@ export function mapS3Error(err: unknown, action: string, where: string, endpoint
 
   if (name === 'AbortError') return make('MKPI_INTERRUPTED');
   if (NO_INPUT_NAMES.has(name) || status === 404) {
-    return make(
-      'MKPI_NO_INPUT',
-      name === 'NoSuchBucket' ? 'Check the bucket name of the lake URI (s3://bucket/prefix).' : undefined,
-    );
+    return make('MKPI_NO_INPUT', name === 'NoSuchBucket' ? 'Check the bucket name of the lake URI (s3://bucket/prefix).' : undefined);
   }
   if (CONFIG_NAMES.has(name) || status === 401 || status === 403 || status === 301) {
     return make(
@@ -264,9 +261,13 @@ class ResumingObjectStream extends Readable {
         // Every byte arrived and still the body failed (say, the SDK's checksum check): no Range
         // request can repair that.
         this.destroy(
-          new MkpiError('MKPI_LAKE_UNAVAILABLE', `read ${this.opts.describe}: got ${this.offset} bytes of ${total}${err ? `, then: ${err.message}` : ''}`, {
-            ...(err ? { cause: err } : {}),
-          }),
+          new MkpiError(
+            'MKPI_LAKE_UNAVAILABLE',
+            `read ${this.opts.describe}: got ${this.offset} bytes of ${total}${err ? `, then: ${err.message}` : ''}`,
+            {
+              ...(err ? { cause: err } : {}),
+            },
+          ),
         );
         return;
       }
@@ -346,7 +347,9 @@ export class S3Lake implements Lake {
     // The JS SDK ignores AWS_DEFAULT_REGION, which the AWS CLI (and so many shells) sets; an
     // S3-compatible store rarely cares about the region, but the signer needs one.
     const region =
-      opts.region || (process.env['AWS_REGION'] ? undefined : process.env['AWS_DEFAULT_REGION']) || (custom && !process.env['AWS_REGION'] ? 'us-east-1' : undefined);
+      opts.region ||
+      (process.env['AWS_REGION'] ? undefined : process.env['AWS_DEFAULT_REGION']) ||
+      (custom && !process.env['AWS_REGION'] ? 'us-east-1' : undefined);
     this.client = new S3Client({
       ...(custom ? { endpoint: opts.endpoint } : {}),
       ...(region ? { region } : {}),
@@ -472,22 +475,24 @@ export class S3Lake implements Lake {
     }
 
     const open = async (offset: number, abort: AbortSignal): Promise<Readable> => {
-      const resp = await this.client.send(
-        new GetObjectCommand({
-          Bucket: this.bucket,
-          Key: full,
-          Range: `bytes=${offset}-`,
-          // The rest must come from the same version of the object, or the bytes would not fit together.
-          ...(first.etag ? { IfMatch: `"${first.etag}"` } : {}),
-        }),
-        { abortSignal: abort },
-      ).catch((err: unknown) => {
-        const e = asS3Error(err);
-        if (errorName(err) === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412) {
-          throw changedWhileReading(describe, err);
-        }
-        throw err;
-      });
+      const resp = await this.client
+        .send(
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: full,
+            Range: `bytes=${offset}-`,
+            // The rest must come from the same version of the object, or the bytes would not fit together.
+            ...(first.etag ? { IfMatch: `"${first.etag}"` } : {}),
+          }),
+          { abortSignal: abort },
+        )
+        .catch((err: unknown) => {
+          const e = asS3Error(err);
+          if (errorName(err) === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412) {
+            throw changedWhileReading(describe, err);
+          }
+          throw err;
+        });
       const body = asReadable(resp.Body, describe);
       // Not every store honours If-Match on GET (s3rver ignores it): check the version ourselves.
       if (first.etag && stripQuotes(resp.ETag) !== first.etag) {
@@ -497,7 +502,10 @@ export class S3Lake implements Lake {
       // A store that ignores Range would send the object from byte 0 again.
       if (offset > 0 && !(resp.ContentRange ?? '').startsWith(`bytes ${offset}-`)) {
         body.destroy();
-        throw new MkpiError('MKPI_LAKE_UNAVAILABLE', `read ${describe}: the store did not honour a Range request (got ${resp.ContentRange ?? 'no Content-Range'})`);
+        throw new MkpiError(
+          'MKPI_LAKE_UNAVAILABLE',
+          `read ${describe}: the store did not honour a Range request (got ${resp.ContentRange ?? 'no Content-Range'})`,
+        );
       }
       return body;
     };
@@ -530,7 +538,7 @@ export class S3Lake implements Lake {
     const checksum = this.checksumWhenRequired ? {} : ({ ChecksumAlgorithm: 'CRC32' } as const);
 
     const takePart = (size: number): Buffer => {
-      const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      const all = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
       const part = all.subarray(0, size);
       const rest = all.subarray(size);
       pending = rest.length > 0 ? [rest] : [];
@@ -539,10 +547,9 @@ export class S3Lake implements Lake {
     };
     const sendPart = async (part: Buffer): Promise<void> => {
       if (!upload) {
-        const created = await this.client.send(
-          new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: full, ...checksum }),
-          { abortSignal: signal },
-        );
+        const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: full, ...checksum }), {
+          abortSignal: signal,
+        });
         if (!created.UploadId) throw new MkpiError('MKPI_LAKE_UNAVAILABLE', `write ${this.where(key)}: no UploadId returned`);
         upload = { id: created.UploadId, parts: [] };
       }
@@ -578,14 +585,13 @@ export class S3Lake implements Lake {
       }
       if (!upload) {
         const whole = takePart(pendingBytes);
-        await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: whole, ContentLength: whole.length }),
-          { abortSignal: signal },
-        );
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: whole, ContentLength: whole.length }), {
+          abortSignal: signal,
+        });
         return;
       }
       if (pendingBytes > 0) await sendPart(takePart(pendingBytes));
-      const current = upload as { id: string; parts: CompletedPart[] };
+      const current = upload;
       await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
@@ -627,9 +633,13 @@ export class S3Lake implements Lake {
     if (opts.expectFingerprint !== undefined && stripQuotes(srcHead.ETag) !== opts.expectFingerprint) return 'changed';
     const size = srcHead.ContentLength ?? 0;
     if (size > MAX_COPY_SIZE) {
-      throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: ${this.where(from)} is ${size} bytes, over the 5 GiB a single S3 copy can move`, {
-        hint: 'Split the file, or move it to the archive prefix by hand.',
-      });
+      throw new MkpiError(
+        'MKPI_ARCHIVE_FAILED',
+        `archive: ${this.where(from)} is ${size} bytes, over the 5 GiB a single S3 copy can move`,
+        {
+          hint: 'Split the file, or move it to the archive prefix by hand.',
+        },
+      );
     }
 
     let copyEtag: string | undefined;
@@ -675,9 +685,13 @@ export class S3Lake implements Lake {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: src }));
     } catch (err) {
       const mapped = this.fail(err, 'archive (delete source)', from);
-      throw new MkpiError(mapped.code === 'MKPI_CONFIG' ? 'MKPI_CONFIG' : 'MKPI_ARCHIVE_FAILED', `${mapped.message} (the copy at ${this.where(to)} is complete)`, {
-        cause: err,
-      });
+      throw new MkpiError(
+        mapped.code === 'MKPI_CONFIG' ? 'MKPI_CONFIG' : 'MKPI_ARCHIVE_FAILED',
+        `${mapped.message} (the copy at ${this.where(to)} is complete)`,
+        {
+          cause: err,
+        },
+      );
     }
     return 'moved';
   }
@@ -736,8 +750,9 @@ export class S3Lake implements Lake {
     }
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.client.destroy();
+    return Promise.resolve();
   }
 }
 

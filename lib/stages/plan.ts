@@ -2,34 +2,15 @@
 // read: files not yet loaded into every requested table (pending), and, for late files
 // (spec §9), already-loaded files that carry a date being recomputed.
 
+import type { LakeLayout } from '../domain/layout.js';
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Lake, LakeObject } from './lake/lake.js';
-import { MkpiError } from './errors.js';
-import type { KpiTable, LedgerEntry } from './warehouse/warehouse.js';
-
-export interface LakeLayout {
-  songs: string;
-  users: string;
-  /** Prefix of new stream files, with a trailing '/'. */
-  streams: string;
-  /** Prefix of archived stream files, with a trailing '/'. */
-  archive: string;
-}
-
-export const DEFAULT_LAYOUT: LakeLayout = {
-  songs: 'songs.csv',
-  users: 'users.csv',
-  streams: 'streams/',
-  archive: 'streams/archived/',
-};
-
-export function normalisePrefix(p: string): string {
-  const s = p.replace(/^\.?\/+/, '').replace(/\/+$/, '');
-  return s === '' ? '' : s + '/';
-}
+import type { Lake, LakeObject } from '../domain/lake.js';
+import { MkpiError } from '../domain/errors.js';
+import type { KpiTable } from '../domain/kpi.js';
+import type { LedgerEntry } from '../domain/ledger.js';
 
 export interface StreamListing {
   files: LakeObject[];

@@ -1,11 +1,12 @@
 // The run report: what every command returns and what `--json` prints (fields documented
 // in the README). It is filled as the pipeline goes, so a failed run still shows its counts.
 
-import { REJECT_REASONS, type RejectReason } from './validate.js';
-import type { DimensionFileReport } from './scan.js';
-import type { KpiTable } from './warehouse/warehouse.js';
-import type { MkpiError } from './errors.js';
-import { redact } from './errors.js';
+import { REJECT_REASONS, type RejectReason } from '../domain/reject-reasons.js';
+import type { DimensionFileReport } from '../stages/scan.js';
+import type { ArchivedFile } from '../stages/archive.js';
+import type { KpiTable } from '../domain/kpi.js';
+import type { MkpiError } from '../domain/errors.js';
+import { redact } from '../domain/errors.js';
 
 export type Command = 'run' | 'validate' | 'compute' | 'archive';
 export type Stage = 'list' | 'dimensions' | 'streams' | 'reread' | 'compute' | 'load' | 'archive' | 'total';
@@ -26,12 +27,6 @@ export interface RereadReport {
   bytes: number;
   rows: number;
   rowsUsed: number;
-}
-
-export interface ArchivedFile {
-  from: string;
-  to: string;
-  renamed: boolean;
 }
 
 export interface RunReport {
@@ -115,6 +110,9 @@ export function setError(report: RunReport, err: MkpiError): void {
 }
 
 export function newRunId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${stamp}-${Math.random().toString(36).slice(2, 8)}`;
 }

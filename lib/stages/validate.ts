@@ -1,46 +1,89 @@
 // Validation per spec §1-§3: header checks, dimension loading (songs, users) and the
 // classification of each stream row into complete or exactly one reject reason.
 
-import { MkpiError } from './errors.js';
-import { exceedsCodePoints } from './text.js';
+import type { SongRejectReason, UserRejectReason } from '../domain/reject-reasons.js';
+import { MkpiError } from '../domain/errors.js';
+import { exceedsCodePoints } from '../domain/text.js';
 import type { ReduceDims } from './reduce.js';
 import { detachField } from './parse.js';
-
-export const REJECT_REASONS = [
-  'malformed',
-  'missing_user_id',
-  'missing_track_id',
-  'bad_listen_time',
-  'unknown_track',
-  'unknown_user',
-] as const;
-export type RejectReason = (typeof REJECT_REASONS)[number];
-export const BAD_ROW_REASONS: readonly RejectReason[] = REJECT_REASONS.slice(0, 4);
-export const ORPHAN_REASONS: readonly RejectReason[] = REJECT_REASONS.slice(4);
-
-export const REASON_MALFORMED = 0;
-export const REASON_MISSING_USER_ID = 1;
-export const REASON_MISSING_TRACK_ID = 2;
-export const REASON_BAD_LISTEN_TIME = 3;
-export const REASON_UNKNOWN_TRACK = 4;
-export const REASON_UNKNOWN_USER = 5;
+import { parseListenTime } from '../domain/listen-time.js';
+import {
+  REASON_BAD_LISTEN_TIME,
+  REASON_MALFORMED,
+  REASON_MISSING_TRACK_ID,
+  REASON_MISSING_USER_ID,
+  REASON_UNKNOWN_TRACK,
+  REASON_UNKNOWN_USER,
+} from '../domain/reject-reasons.js';
 
 export const SONG_COLUMNS = ['track_id', 'artists', 'track_genre', 'duration_ms'] as const;
 export const USER_COLUMNS = ['user_id', 'user_age', 'user_country'] as const;
 export const STREAM_COLUMNS = ['user_id', 'track_id', 'listen_time'] as const;
 
-export const SONG_REJECT_REASONS = [
-  'malformed',
-  'missing_track_id',
-  'missing_track_genre',
-  'bad_duration_ms',
-  'value_too_long',
-] as const;
-export type SongRejectReason = (typeof SONG_REJECT_REASONS)[number];
-export const USER_REJECT_REASONS = ['malformed', 'missing_user_id'] as const;
-export type UserRejectReason = (typeof USER_REJECT_REASONS)[number];
-
 export const MAX_VALUE_LENGTH = 255;
+
+/** A stream row that feeds the KPIs; otherwise `reason` is the index of its REJECT_REASONS code. */
+export const COMPLETE = -1;
+
+/**
+ * The outcome of checking one stream row. One object is reused for every row of a scan, so the
+ * hot loop allocates nothing: checkStreamRow overwrites it.
+ */
+export interface StreamRowCheck {
+  reason: number;
+  /** Hours since the epoch (UTC) of listen_time; NaN when it is not valid or not reached. */
+  hourKey: number;
+  track: number;
+  user: number;
+}
+
+export function newStreamRowCheck(): StreamRowCheck {
+  return { reason: COMPLETE, hourKey: NaN, track: -1, user: -1 };
+}
+
+/**
+ * Classifies one stream row (contract §5): complete, or exactly one reject reason, checked in
+ * the contract's order — malformed, missing_user_id, missing_track_id, bad_listen_time,
+ * unknown_track, unknown_user. `flag` is the parser's record flag (non-zero: the record is
+ * broken, e.g. an unterminated quote).
+ */
+export function checkStreamRow(
+  out: StreamRowCheck,
+  fields: string[],
+  flag: number,
+  h: ResolvedHeader,
+  tracks: IdLookup,
+  users: IdLookup,
+): StreamRowCheck {
+  out.hourKey = NaN;
+  out.track = -1;
+  out.user = -1;
+  if (flag !== 0 || fields.length !== h.fieldCount) return reasonIs(out, REASON_MALFORMED);
+  const userId = fields[h.indexes[0]].trim();
+  if (userId === '') return reasonIs(out, REASON_MISSING_USER_ID);
+  const trackId = fields[h.indexes[1]].trim();
+  if (trackId === '') return reasonIs(out, REASON_MISSING_TRACK_ID);
+  const hourKey = parseListenTime(fields[h.indexes[2]].trim());
+  if (hourKey !== hourKey) return reasonIs(out, REASON_BAD_LISTEN_TIME);
+  out.hourKey = hourKey;
+  const track = tracks.get(trackId);
+  if (track < 0) return reasonIs(out, REASON_UNKNOWN_TRACK);
+  out.track = track;
+  const user = users.get(userId);
+  if (user < 0) return reasonIs(out, REASON_UNKNOWN_USER);
+  out.user = user;
+  return reasonIs(out, COMPLETE);
+}
+
+/** What checkStreamRow needs of an ID index: the dense index of an ID, or -1. */
+export interface IdLookup {
+  get(id: string): number;
+}
+
+function reasonIs(out: StreamRowCheck, reason: number): StreamRowCheck {
+  out.reason = reason;
+  return out;
+}
 
 export interface ResolvedHeader {
   /** Column index of each required column, in the order asked. */
@@ -110,8 +153,7 @@ function storable(value: string): boolean {
 }
 
 export type SongCheck =
-  | { ok: true; trackId: string; genre: string; durationMs: number; artists: string[] }
-  | { ok: false; reason: SongRejectReason };
+  { ok: true; trackId: string; genre: string; durationMs: number; artists: string[] } | { ok: false; reason: SongRejectReason };
 
 export function checkSong(fields: string[], h: ResolvedHeader): SongCheck {
   if (fields.length !== h.fieldCount) return { ok: false, reason: 'malformed' };

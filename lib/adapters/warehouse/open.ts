@@ -1,10 +1,10 @@
 // Picks the warehouse a command talks to. Precedence, most explicit first:
 // --warehouse URL > DATABASE_URL > PG* variables > the embedded PostgreSQL of the home.
 
-import { MkpiError, redact } from '../errors.js';
+import { MkpiError, redact } from '../../domain/errors.js';
 import { startEmbedded } from './embedded.js';
 import { PostgresWarehouse, quoteSchema } from './postgres.js';
-import type { Warehouse } from './warehouse.js';
+import type { Warehouse } from '../../domain/warehouse.js';
 
 export interface OpenedWarehouse {
   warehouse: Warehouse;

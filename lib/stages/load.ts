@@ -1,11 +1,13 @@
 // The load stage's data side: which KPI rows replace which dates, and what the ledger
 // records. The transaction itself is the warehouse adapter's (one per warehouse kind).
 
-import type { KpiTable, LoadBatch, LedgerEntry } from './warehouse/warehouse.js';
+import type { KpiTable } from '../domain/kpi.js';
+import type { LoadBatch } from '../domain/warehouse.js';
+import type { LedgerEntry } from '../domain/ledger.js';
 import type { KpiResult } from './reduce.js';
-import type { PendingFile } from './list.js';
+import type { PendingFile } from './plan.js';
 import type { StreamScan } from './scan.js';
-import { dayToDate } from './listen-time.js';
+import { dayToDate } from '../domain/listen-time.js';
 
 export function buildBatch(
   runId: string,

@@ -18,19 +18,12 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import type { Lake, LakeObject } from './lake/lake.js';
-import type { S3ConnectOptions } from './lake/open.js';
-import { MkpiError, isMkpiError, type ErrorCode } from './errors.js';
-import { merge, type HourState, type KpiState } from './reduce.js';
-import { RejectSpool, type RejectSink } from './rejects.js';
-import { scanStreamFile, streamDims, streamDimsData, type StreamDimsData, type StreamScan } from './scan.js';
-import type { Dimensions } from './validate.js';
-
-/** How a worker thread reopens the lake: what openLake() takes. */
-export interface LakeSpec {
-  uri: string;
-  s3?: S3ConnectOptions;
-}
+import type { Lake, LakeObject, LakeSpec } from '../domain/lake.js';
+import { MkpiError, isMkpiError, type ErrorCode } from '../domain/errors.js';
+import { merge, type HourState, type KpiState } from '../stages/reduce.js';
+import { RejectSpool, type RejectSink } from '../stages/rejects.js';
+import { scanStreamFile, streamDims, streamDimsData, type StreamDimsData, type StreamScan } from '../stages/scan.js';
+import type { Dimensions } from '../stages/validate.js';
 
 export interface ParallelOptions {
   /** How workers reopen the lake; without it every file is read in the calling thread. */
@@ -85,7 +78,13 @@ export function serializeError(err: unknown): SerializedError {
     details = undefined;
   }
   const stack = err instanceof Error ? err.stack : undefined;
-  return { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(details ? { details } : {}), ...(stack ? { stack } : {}) };
+  return {
+    code: e.code,
+    message: e.message,
+    ...(e.hint ? { hint: e.hint } : {}),
+    ...(details ? { details } : {}),
+    ...(stack ? { stack } : {}),
+  };
 }
 
 export function deserializeError(s: SerializedError): MkpiError {
@@ -213,8 +212,8 @@ export async function scanFilesParallel(
   const spoolDir = opts.rejects ? mkdtempSync(join(opts.tmpDir ?? tmpdir(), 'musickpi-spool-')) : null;
   const init: WorkerInit = { lake: opts.lake, dims: streamDimsData(sd), spoolDir };
   const count = Math.max(1, Math.min(opts.workers, files.length));
-  const scans: (StreamScan | undefined)[] = new Array(files.length);
-  const spooled: (number | undefined)[] = new Array(files.length);
+  const scans = new Array<StreamScan | undefined>(files.length);
+  const spooled = new Array<number | undefined>(files.length);
   let delivered = 0;
   let nextFile = 0;
   let doneFiles = 0;
@@ -299,7 +298,8 @@ export async function scanFilesParallel(
           break;
         case 'state': {
           const hours = new Map<number, HourState>();
-          for (const h of m.hours) hours.set(h.key, { count: h.count, tracks: h.tracks, users: h.users, log: h.log, logLen: h.logLen, ages: h.ages });
+          for (const h of m.hours)
+            hours.set(h.key, { count: h.count, tracks: h.tracks, users: h.users, log: h.log, logLen: h.logLen, ages: h.ages });
           merge(state, { trackCount: state.trackCount, userCount: state.userCount, denseAt: state.denseAt, hours });
           statesIn++;
           slot.stateIn = true;
@@ -347,7 +347,9 @@ export async function scanFilesParallel(
       slots.push(slot);
       worker.on('message', (m: FromWorker) => onMessage(slot, m));
       worker.on('error', (err) => fail(new MkpiError('MKPI_INTERNAL', `stream worker failed: ${err.message}`, { cause: err })));
-      worker.on('messageerror', (err) => fail(new MkpiError('MKPI_INTERNAL', `stream worker message failed: ${err.message}`, { cause: err })));
+      worker.on('messageerror', (err) =>
+        fail(new MkpiError('MKPI_INTERNAL', `stream worker message failed: ${err.message}`, { cause: err })),
+      );
       live++;
       worker.on('exit', (code) => {
         live--;

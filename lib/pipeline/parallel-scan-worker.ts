@@ -3,13 +3,11 @@
 // to the main thread and exits.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
-import type { Lake } from './lake/lake.js';
-import { LocalLake } from './lake/local.js';
-import { create } from './reduce.js';
-import { RejectSpool } from './rejects.js';
-import { scanStreamFile, streamDimsFrom } from './scan.js';
-import { MkpiError } from './errors.js';
+import type { Lake, LakeSpec } from '../domain/lake.js';
+import { create } from '../stages/reduce.js';
+import { RejectSpool } from '../stages/rejects.js';
+import { scanStreamFile, streamDimsFrom } from '../stages/scan.js';
+import { MkpiError } from '../domain/errors.js';
 import { serializeError, spoolPath, toScanData, type FromWorker, type HourData, type ToWorker, type WorkerInit } from './parallel-scan.js';
 
 const port = parentPort!;
@@ -18,20 +16,10 @@ const dims = streamDimsFrom(init.dims);
 const state = create(dims.trackCount, dims.userCount);
 const controller = new AbortController();
 
-/**
- * openLake()'s reading of the URI, minus the AWS SDK for local lakes: loading it costs ~25 MB
- * of memory per thread. The main thread opened the same URI already, so it is valid.
- */
+/** The lake, reopened by the module the caller named (domain/lake.ts, LakeSpec). */
 async function reopen(spec: WorkerInit['lake']): Promise<Lake> {
-  const uri = spec.uri.trim();
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri)?.[1]?.toLowerCase();
-  if (scheme === undefined) return new LocalLake(uri);
-  if (scheme === 'file') return new LocalLake(fileURLToPath(uri));
-  // The SDK's process warnings (its Node-version notice) are the main thread's to print, once:
-  // drop this thread's default printer before loading it.
-  process.removeAllListeners('warning');
-  const { openLake } = await import('./lake/open.js');
-  return openLake(spec.uri, spec.s3);
+  const mod = (await import(spec.module)) as { reopenLake(uri: string, s3?: LakeSpec['s3']): Promise<Lake> };
+  return mod.reopenLake(spec.uri, spec.s3);
 }
 
 let lake: Lake | undefined;

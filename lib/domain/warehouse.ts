@@ -1,53 +1,8 @@
 // The warehouse interface assumes neither COPY FROM STDIN nor advisory locks, so that a
 // Redshift adapter (staging through S3, a lock row) fits behind it as well as PostgreSQL.
 
-export type KpiTable = 'hourly' | 'genre';
-export const KPI_TABLES: readonly KpiTable[] = ['hourly', 'genre'];
-
-export interface HourlyRow {
-  listen_date: string; // YYYY-MM-DD
-  listen_hour: number;
-  unique_listeners: number;
-  listen_counts: number;
-  top_artist: string | null;
-  avg_sessions_per_user: number;
-  diversity_index: number;
-  most_engaged_age_group: string | null;
-}
-
-export interface GenreRow {
-  listen_date: string;
-  track_genre: string;
-  listen_count: number;
-  popularity_index: number;
-  average_duration: number;
-  most_popular_track_id: string;
-}
-
-/**
- * One stream file as the ledger knows it. (file_key, fingerprint) is its row's key; what makes
- * two objects the same file is the key and the content (`contentHash`): a fingerprint is only
- * the store's cheap stand-in for the content (size:mtime, an ETag), and it changes on a plain
- * `cp` or a multipart re-upload of the same bytes.
- */
-export interface LedgerEntry {
-  fileKey: string; // key under the lake root when it was loaded, e.g. "streams/2024-06-01.csv"
-  fingerprint: string;
-  /** SHA-256 (hex) of the file's bytes; null in rows written before it was recorded. */
-  contentHash?: string | null;
-  size: number;
-  rows: number; // data rows read from the file
-  dates: string[]; // YYYY-MM-DD of every row with a valid listen_time
-  tables: KpiTable[]; // the KPI tables this file has been loaded into
-  runId: string;
-  archivedKey: string | null; // where archive put it, once archived
-  /**
-   * The archived copy's own fingerprint, recorded by markArchived. It can differ from
-   * `fingerprint`: on S3 a copy of a multipart or SSE-KMS object gets a new ETag.
-   * Absent/null until archived (and in ledgers written before it was recorded).
-   */
-  archivedFingerprint?: string | null;
-}
+import type { GenreRow, HourlyRow } from './kpi.js';
+import type { LedgerEntry } from './ledger.js';
 
 /** The points of a load at which LoadBatch.onStep is called, in order. */
 export type LoadStep = 'mid-copy' | 'staged' | 'mid-merge' | 'merged' | 'before-commit' | 'committed';

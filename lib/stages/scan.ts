@@ -1,27 +1,27 @@
 // The stream shell around the pure stages: reads a lake object through the parser, checks
 // each record (validate.ts) and feeds complete rows to the reducers (reduce.ts).
 
-import type { Lake, LakeObject } from './lake/lake.js';
+import type { Lake, LakeObject } from '../domain/lake.js';
 import { parseCsv } from './parse.js';
-import { parseListenTime } from './listen-time.js';
-import { MkpiError, isMkpiError } from './errors.js';
-import { addSparse, hourState, type HourState, type KpiState } from './reduce.js';
-import { IdIndex, type IdIndexData } from './id-index.js';
+import { MkpiError, isMkpiError } from '../domain/errors.js';
+import { addToHour, hourState, type HourState, type KpiState } from './reduce.js';
+import { IdIndex, type IdIndexData } from '../domain/id-index.js';
 import type { RejectWriter } from './rejects.js';
 import {
+  COMPLETE,
   DimensionsBuilder,
-  REJECT_REASONS,
   SONG_COLUMNS,
-  SONG_REJECT_REASONS,
   STREAM_COLUMNS,
   USER_COLUMNS,
-  USER_REJECT_REASONS,
   checkSong,
+  checkStreamRow,
   checkUser,
+  newStreamRowCheck,
   resolveHeader,
   type Dimensions,
   type ResolvedHeader,
 } from './validate.js';
+import { REJECT_REASONS, SONG_REJECT_REASONS, USER_REJECT_REASONS } from '../domain/reject-reasons.js';
 
 const PROGRESS_EVERY = 1 << 16;
 
@@ -277,43 +277,36 @@ export async function scanStreamFile(
     duplicateHeaders: [],
   };
   try {
-    const { bytes, sha256, header } = await readHeaderAndRows(lake, key, STREAM_COLUMNS, { ...opts, hash: true }, (fields, line, flag, h) => {
-      rows++;
-      if (flag !== 0 || fields.length !== h.fieldCount) return reject(0, fields, line);
-      const userId = fields[h.indexes[0]].trim();
-      if (userId === '') return reject(1, fields, line);
-      const trackId = fields[h.indexes[1]].trim();
-      if (trackId === '') return reject(2, fields, line);
-      const hourKey = parseListenTime(fields[h.indexes[2]].trim());
-      if (hourKey !== hourKey) return reject(3, fields, line);
-      const day = Math.floor(hourKey / 24);
-      if (day !== lastDay) {
-        days.add(day);
-        lastDay = day;
-      }
-      const track = tracks.get(trackId);
-      if (track < 0) return reject(4, fields, line);
-      const user = users.get(userId);
-      if (user < 0) return reject(5, fields, line);
-      complete++;
-      if (dayFilter !== undefined && !dayFilter.has(day)) return;
-      reduced++;
-      // What reduce.add() does, with the hour's state looked up only when the hour changes.
-      if (hourKey !== lastHourKey) {
-        hour = hourState(state, hourKey);
-        lastHourKey = hourKey;
-      }
-      const hs = hour!;
-      hs.count++;
-      if (hs.tracks !== null) {
-        hs.tracks[track]++;
-        hs.users![user >>> 5] |= 1 << (user & 31);
-      } else {
-        addSparse(state, hs, track, user);
-      }
-      const age = userAgeGroup[user];
-      if (age >= 0) hs.ages[age]++;
-    });
+    const check = newStreamRowCheck();
+    const { bytes, sha256, header } = await readHeaderAndRows(
+      lake,
+      key,
+      STREAM_COLUMNS,
+      { ...opts, hash: true },
+      (fields, line, flag, h) => {
+        rows++;
+        const c = checkStreamRow(check, fields, flag, h, tracks, users);
+        const hourKey = c.hourKey;
+        // Every row with a valid listen_time gives its date, orphans included (contract §12).
+        if (hourKey === hourKey) {
+          const day = Math.floor(hourKey / 24);
+          if (day !== lastDay) {
+            days.add(day);
+            lastDay = day;
+          }
+        }
+        if (c.reason !== COMPLETE) return reject(c.reason, fields, line);
+        complete++;
+        if (dayFilter !== undefined && !dayFilter.has(lastDay)) return;
+        reduced++;
+        // Rows of one file mostly share their hour: its state is looked up only when the hour changes.
+        if (hourKey !== lastHourKey) {
+          hour = hourState(state, hourKey);
+          lastHourKey = hourKey;
+        }
+        addToHour(state, hour!, c.track, c.user, userAgeGroup[c.user]);
+      },
+    );
     scan.bytes = bytes;
     scan.contentHash = sha256 ?? '';
     scan.duplicateHeaders = header.duplicates;

@@ -3,9 +3,9 @@
 // listens: per hour, a dense per-track counter, a bitset of listeners and six age-group
 // counters. Every KPI of both tables is derived from that at result time.
 
-import type { GenreRow, HourlyRow } from './warehouse/warehouse.js';
-import { compareCodePoints } from './text.js';
-import { dayToDate } from './listen-time.js';
+import type { GenreRow, HourlyRow } from '../domain/kpi.js';
+import { compareCodePoints } from '../domain/text.js';
+import { dayToDate } from '../domain/listen-time.js';
 
 export const AGE_GROUPS = ['18-25', '26-35', '36-45', '46-55', '56-65', '66+'] as const;
 
@@ -102,7 +102,11 @@ export function addSparse(state: KpiState, h: HourState, track: number, user: nu
 
 /** Adds one complete listen. ageGroup is -1 for a user of unknown age. */
 export function add(state: KpiState, hourKey: number, track: number, user: number, ageGroup: number): void {
-  const h = hourState(state, hourKey);
+  addToHour(state, hourState(state, hourKey), track, user, ageGroup);
+}
+
+/** add() for a caller that holds the hour's state already (the scan caches it across rows of one hour). */
+export function addToHour(state: KpiState, h: HourState, track: number, user: number, ageGroup: number): void {
   h.count++;
   if (h.tracks !== null) {
     h.tracks[track]++;
@@ -263,7 +267,6 @@ export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = 
         }
       }
       for (let i = 0; i < nTouched; i++) artistCount[touched[i]] = 0;
-
 
       let ageBest = -1;
       for (let g = 0; g < h.ages.length; g++) {

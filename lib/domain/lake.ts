@@ -12,6 +12,24 @@ export interface LakeObject {
   fingerprint: string;
 }
 
+/** How to reach an object store (S3 or compatible); a local lake needs none of it. */
+export interface LakeConnectOptions {
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+}
+
+/**
+ * How another thread reopens a lake: `module` is the URL of a module exporting
+ * `reopenLake(uri, options)` (the adapters' reopen.ts). The pipeline hands it to its worker
+ * threads without knowing any lake kind.
+ */
+export interface LakeSpec {
+  module: string;
+  uri: string;
+  s3?: LakeConnectOptions;
+}
+
 export type MoveOutcome = 'moved' | 'exists' | 'changed';
 
 export interface MoveOptions {

@@ -9,8 +9,8 @@
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync, createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Lake } from './lake/lake.js';
-import { csvField } from './text.js';
+import type { Lake } from '../domain/lake.js';
+import { csvField } from '../domain/text.js';
 
 const FLUSH_AT = 1 << 20;
 const HEADER = 'file,line,reason,raw\n';

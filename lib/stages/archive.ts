@@ -12,11 +12,20 @@
 
 import type { Readable } from 'node:stream';
 
-import type { Lake, LakeObject } from './lake/lake.js';
-import { KPI_TABLES, type LedgerEntry, type Warehouse } from './warehouse/warehouse.js';
-import { FileMatcher, archiveKeys, listStreamFiles, type LakeLayout } from './list.js';
-import type { ArchivedFile } from './report.js';
-import { MkpiError, isMkpiError } from './errors.js';
+import type { Lake, LakeObject } from '../domain/lake.js';
+import { KPI_TABLES } from '../domain/kpi.js';
+import { type LedgerEntry } from '../domain/ledger.js';
+import { type Warehouse } from '../domain/warehouse.js';
+import { FileMatcher, archiveKeys, listStreamFiles } from './plan.js';
+import { type LakeLayout } from '../domain/layout.js';
+import { MkpiError, isMkpiError } from '../domain/errors.js';
+
+/** One file the archive stage moved. */
+export interface ArchivedFile {
+  from: string;
+  to: string;
+  renamed: boolean;
+}
 
 /**
  * Test-only fault points of the archive stage, in order: after the listing; per file, after the
@@ -60,7 +69,10 @@ export async function archiveLoaded(
     try {
       const done = await archiveOne(lake, warehouse, layout, obj, entry, opts);
       if (done === 'changed') {
-        opts.onSkip?.(obj.key, 'it was replaced by a newer file of the same name after it was listed; the newer file stays for the next run');
+        opts.onSkip?.(
+          obj.key,
+          'it was replaced by a newer file of the same name after it was listed; the newer file stays for the next run',
+        );
         continue;
       }
       await opts.fault?.('after-archive-delete');

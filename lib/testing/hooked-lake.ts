@@ -6,7 +6,7 @@
 // the first part of its bytes has been handed on (so the reader is mid-parse).
 
 import { Readable } from 'node:stream';
-import type { Lake, LakeObject, MoveOptions, MoveOutcome } from './lake.js';
+import type { Lake, LakeObject, MoveOptions, MoveOutcome } from '../domain/lake.js';
 
 export type LakeHook = (point: string) => void | Promise<void>;
 

@@ -1,16 +1,12 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { MkpiError } from '../errors.js';
-import type { Lake } from './lake.js';
+import { MkpiError } from '../../domain/errors.js';
+import type { Lake, LakeConnectOptions } from '../../domain/lake.js';
 import { LocalLake } from './local.js';
 import { S3Lake } from './s3.js';
 
-export interface S3ConnectOptions {
-  endpoint?: string;
-  region?: string;
-  forcePathStyle?: boolean;
-}
+export type S3ConnectOptions = LakeConnectOptions;
 
 // S3's bucket naming rules (3-63 chars, lowercase letters, digits, dots, hyphens); the dotted-quad
 // and underscore forms of legacy buckets are refused by the SDK anyway.
@@ -31,9 +27,13 @@ export function openLake(uri: string, s3: S3ConnectOptions = {}): Lake {
     const bucket = slash < 0 ? rest : rest.slice(0, slash);
     const prefix = slash < 0 ? '' : rest.slice(slash + 1).replace(/^\/+|\/+$/g, '');
     if (!BUCKET.test(bucket)) {
-      throw new MkpiError('MKPI_USAGE', `Invalid S3 lake URI ${JSON.stringify(uri)}: ${JSON.stringify(bucket)} is not a valid bucket name`, {
-        hint: 'Expected s3://bucket/prefix (bucket: 3-63 lowercase letters, digits, dots or hyphens).',
-      });
+      throw new MkpiError(
+        'MKPI_USAGE',
+        `Invalid S3 lake URI ${JSON.stringify(uri)}: ${JSON.stringify(bucket)} is not a valid bucket name`,
+        {
+          hint: 'Expected s3://bucket/prefix (bucket: 3-63 lowercase letters, digits, dots or hyphens).',
+        },
+      );
     }
     if (prefix.split('/').some((segment) => segment === '..' || segment === '.')) {
       throw new MkpiError('MKPI_USAGE', `Invalid S3 lake URI ${JSON.stringify(uri)}: "." and ".." segments are not allowed in the prefix`);

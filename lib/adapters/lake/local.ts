@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
-import { MkpiError } from '../errors.js';
-import type { Lake, LakeObject, MoveOptions, MoveOutcome } from './lake.js';
+import { MkpiError } from '../../domain/errors.js';
+import type { Lake, LakeObject, MoveOptions, MoveOutcome } from '../../domain/lake.js';
 
 // Temp files of in-flight writes/copies carry this marker so that a listing running at the
 // same time never reports a half-written object.
@@ -48,7 +48,7 @@ export function assertSafeKey(key: string, what = 'key', allowEmpty = false): vo
 }
 
 function errnoCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
 }
 
 function fingerprintOf(st: fs.Stats): string {
@@ -299,7 +299,9 @@ export class LocalLake implements Lake {
     } catch (err) {
       // The target is complete; a leftover source is finished by the next run ('exists' + same fingerprint).
       if (errnoCode(err) !== 'ENOENT') {
-        throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: copied to ${dst} but cannot remove ${src}: ${(err as Error).message}`, { cause: err });
+        throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: copied to ${dst} but cannot remove ${src}: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     }
     return 'moved';
@@ -361,7 +363,9 @@ export class LocalLake implements Lake {
       await fsp.unlink(src);
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') {
-        throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: copied to ${dst} but cannot remove ${src}: ${(err as Error).message}`, { cause: err });
+        throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: copied to ${dst} but cannot remove ${src}: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     }
     return 'moved';

