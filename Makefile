@@ -3,7 +3,7 @@ SHELL := /bin/bash
 DEMO_LAKE := .musickpi/demo-lake
 BIN := ./bin/musickpi
 
-.PHONY: all install build test test-faults demo bench clean
+.PHONY: all install build lint test test-faults demo bench clean
 
 all: build
 
@@ -15,6 +15,9 @@ install: node_modules/.package-lock.json
 
 build: install
 	npm run build
+
+lint: install
+	npm run lint
 
 test: install
 	npm test

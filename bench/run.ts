@@ -46,7 +46,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { generateLake, type LakeSpec } from './generate-lake.js';
-import { startEmbedded, type EmbeddedServer } from '../lib/adapters/warehouse/embedded.js';
+import { startEmbedded, type EmbeddedServer } from '../lib/adapters/warehouse/embedded/index.js';
 
 // ---------------------------------------------------------------- setup
 

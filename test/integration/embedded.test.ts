@@ -10,11 +10,12 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { MkpiError } from '../../lib/domain/errors.js';
-import { processAlive, startEmbedded, type EmbeddedServer } from '../../lib/adapters/warehouse/embedded.js';
+import { startEmbedded, type EmbeddedServer } from '../../lib/adapters/warehouse/embedded/index.js';
+import { processAlive } from '../../lib/adapters/warehouse/embedded/process.js';
 import { openWarehouse } from '../../lib/adapters/warehouse/open.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const EMBEDDED = pathToFileURL(path.join(ROOT, 'lib/warehouse/embedded.ts')).href;
+const EMBEDDED = pathToFileURL(path.join(ROOT, 'lib/adapters/warehouse/embedded/index.ts')).href;
 const isRoot = process.getuid?.() === 0;
 
 async function sql(url: string, text: string): Promise<pg.QueryResult> {

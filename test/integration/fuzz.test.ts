@@ -12,8 +12,12 @@
 //   - every few iterations, runs the CLI too: never exit 70, never a crash.
 // Nothing may end in MKPI_INTERNAL or an uncaught exception.
 //
-//   MKPI_FUZZ_SECONDS=600 npx mocha test/integration/fuzz.test.ts   run longer (default 20)
-//   MKPI_FUZZ_SEED=123 MKPI_FUZZ_ITERATION=45 ...                   replay one iteration
+// By default the seed is fixed and the number of iterations too, so that every CI run checks the
+// same inputs and a busy machine cannot make it check fewer:
+//   MKPI_FUZZ_ITERATIONS=200 npx mocha test/integration/fuzz.test.ts   more iterations (default 40)
+//   MKPI_FUZZ_SECONDS=600 ...                                          as many as fit in that time
+//   MKPI_FUZZ_SEED=random ...  (or a number)                           other inputs
+//   MKPI_FUZZ_SEED=123 MKPI_FUZZ_ITERATION=45 ...                      replay one iteration
 // A failure prints the seed and iteration that reproduce it, and keeps the lake.
 
 import { expect } from 'chai';
@@ -23,17 +27,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pg from 'pg';
+import { REOPEN_MODULE } from '../../lib/adapters/lake/reopen.js';
 import { runPipeline } from '../../lib/pipeline/pipeline.js';
 import { LocalLake } from '../../lib/adapters/lake/local.js';
 import type { Lake } from '../../lib/domain/lake.js';
 import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
-import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 import type { RunReport } from '../../lib/pipeline/report.js';
 import { BIN, REPO } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 
-const SECONDS = Number(process.env.MKPI_FUZZ_SECONDS ?? 20);
-const SEED = process.env.MKPI_FUZZ_SEED ? Number(process.env.MKPI_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31);
+const SECONDS = process.env.MKPI_FUZZ_SECONDS ? Number(process.env.MKPI_FUZZ_SECONDS) : undefined;
+const COUNT = Number(process.env.MKPI_FUZZ_ITERATIONS ?? 40);
+const DEFAULT_SEED = 20_261_201;
+const SEED =
+  process.env.MKPI_FUZZ_SEED === 'random'
+    ? Math.floor(Math.random() * 2 ** 31)
+    : process.env.MKPI_FUZZ_SEED
+      ? Number(process.env.MKPI_FUZZ_SEED)
+      : DEFAULT_SEED;
 const ONLY = process.env.MKPI_FUZZ_ITERATION === undefined ? undefined : Number(process.env.MKPI_FUZZ_ITERATION);
 /** Iterations per fresh database (each iteration loads into its own schema of it). */
 const PER_DATABASE = 25;
@@ -721,7 +733,8 @@ function validate(lake: Lake, rejectsKey: string, workersFor?: string): Promise<
     maxBadRows: Infinity,
   };
   // Worker threads reopen the lake from its URI; minBytes 0 makes even tiny lakes use them.
-  if (workersFor !== undefined) Object.assign(opts, { parallel: { lake: { uri: workersFor }, workers: 2, minBytes: 0 } });
+  if (workersFor !== undefined)
+    Object.assign(opts, { parallel: { lake: { module: REOPEN_MODULE, uri: workersFor }, workers: 2, minBytes: 0 } });
   return runPipeline(opts);
 }
 
@@ -974,7 +987,8 @@ async function iteration(i: number, url: string, stats: Stats): Promise<void> {
 
 describe('fuzz: mutated lakes through validate and a real load', function () {
   // The budget is enforced by the loop; mocha's timeout is only a backstop.
-  this.timeout(SECONDS * 1000 + 120_000);
+  // A backstop only: the loop ends by its count (or budget).
+  this.timeout((SECONDS ?? 0) * 1000 + COUNT * 10_000 + 120_000);
 
   const uncaught: unknown[] = [];
   const onUncaught = (err: unknown) => uncaught.push(err);
@@ -987,13 +1001,14 @@ describe('fuzz: mutated lakes through validate and a real load', function () {
     process.off('unhandledRejection', onUncaught);
   });
 
-  it(`never ends in MKPI_INTERNAL or a crash, and agrees with the reference (seed ${SEED}, ${SECONDS} s)`, async () => {
+  it(`never ends in MKPI_INTERNAL or a crash, and agrees with the reference (seed ${SEED}, ${SECONDS !== undefined ? `${SECONDS} s` : `${COUNT} iterations`})`, async () => {
     if (!existsSync(join(REPO, 'dist', 'lib', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
     const stats: Stats = { iterations: 0, loads: 0, schemaFailures: 0, rows: 0, complete: 0, rejected: {}, cli: 0, workers: 0 };
-    const deadline = Date.now() + SECONDS * 1000;
+    const deadline = SECONDS !== undefined ? Date.now() + SECONDS * 1000 : Infinity;
     let url = '';
     const iterations = ONLY !== undefined ? [ONLY] : null;
-    for (let i = 0; iterations ? i < iterations.length : Date.now() < deadline; i++) {
+    const more = (i: number) => (iterations ? i < iterations.length : SECONDS !== undefined ? Date.now() < deadline : i < COUNT);
+    for (let i = 0; more(i); i++) {
       const n = iterations ? iterations[i] : i;
       if (!url || (!iterations && n % PER_DATABASE === 0)) url = await freshDatabase('fuzz');
       await iteration(n, url, stats);

@@ -28,7 +28,7 @@ import pg from 'pg';
 import { runPipeline } from '../../lib/pipeline/pipeline.js';
 import { LocalLake } from '../../lib/adapters/lake/local.js';
 import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
-import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 import { REJECT_REASONS, type RejectReason } from '../../lib/domain/reject-reasons.js';
 import type { RunReport } from '../../lib/pipeline/report.js';
 import { REPO, runCli } from '../support/cli.js';

@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 
-import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 import { freshDatabase } from '../support/pg.js';
 import { sql } from '../support/harness.js';
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { MkpiError } from '../../lib/domain/errors.js';
-import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 import type { GenreRow, HourlyRow } from '../../lib/domain/kpi.js';
 import type { LedgerEntry } from '../../lib/domain/ledger.js';
 import type { LoadBatch } from '../../lib/domain/warehouse.js';

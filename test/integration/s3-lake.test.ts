@@ -10,7 +10,8 @@ import { expect } from 'chai';
 
 import { MkpiError } from '../../lib/domain/errors.js';
 import { LocalLake } from '../../lib/adapters/lake/local.js';
-import { encodeCopySource, type S3Lake } from '../../lib/adapters/lake/s3.js';
+import { encodeCopySource } from '../../lib/adapters/lake/s3/copy.js';
+import type { S3Lake } from '../../lib/adapters/lake/s3/s3-lake.js';
 import { startFaultyProxy, startS3, type FaultyProxy, type TestS3 } from '../support/s3.js';
 
 const MiB = 1024 * 1024;

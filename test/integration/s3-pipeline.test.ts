@@ -13,7 +13,7 @@ import { freshDatabase } from '../support/pg.js';
 import { copyLake, REPO, runCli, tableRows } from '../support/cli.js';
 import { runPipeline } from '../../lib/pipeline/pipeline.js';
 import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
-import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 
 const STREAM_FILES = 1_050;
 

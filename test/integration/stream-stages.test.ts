@@ -17,7 +17,7 @@ import { sameContent } from '../../lib/stages/archive.js';
 import { MkpiError } from '../../lib/domain/errors.js';
 import { LocalLake } from '../../lib/adapters/lake/local.js';
 import { parseCsv } from '../../lib/stages/parse.js';
-import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres.js';
+import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 import type { HourlyRow } from '../../lib/domain/kpi.js';
 import { freshDatabase } from '../support/pg.js';
 import { snapshotWarehouse } from '../support/harness.js';

@@ -7,7 +7,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { processAlive, startEmbedded, type EmbeddedServer } from '../../lib/adapters/warehouse/embedded.js';
+import { startEmbedded, type EmbeddedServer } from '../../lib/adapters/warehouse/embedded/index.js';
+import { processAlive } from '../../lib/adapters/warehouse/embedded/process.js';
 
 const PREFIX = 'musickpi-test-pg-';
 

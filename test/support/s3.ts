@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 
-import { S3Lake, type S3LakeOptions } from '../../lib/adapters/lake/s3.js';
+import { S3Lake, type S3LakeOptions } from '../../lib/adapters/lake/s3/s3-lake.js';
 
 interface S3rverInstance {
   run(): Promise<AddressInfo>;

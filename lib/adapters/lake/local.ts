@@ -7,45 +7,12 @@ import { pipeline } from 'node:stream/promises';
 
 import { MkpiError } from '../../domain/errors.js';
 import type { Lake, LakeObject, MoveOptions, MoveOutcome } from '../../domain/lake.js';
+import { assertSafeKey, compareKeys } from './keys.js';
+import { discard } from './streams.js';
 
 // Temp files of in-flight writes/copies carry this marker so that a listing running at the
 // same time never reports a half-written object.
 const TEMP_MARKER = '.mkpi-tmp-';
-
-/**
- * Orders keys by Unicode code point (= UTF-8 byte order), which is the order S3 lists in.
- * String's default `<` compares UTF-16 units and would order astral characters differently
- * on a local lake than on S3.
- */
-export function compareKeys(a: string, b: string): number {
-  if (a === b) return 0;
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-/**
- * Refuses keys that could address something outside the lake root. Keys come from config and
- * from file names found in the lake, so a hostile "../../etc/x" must never reach the filesystem
- * (the rejects output in particular is written under a key built from input file names).
- * Backslashes count as separators too, so the same key is judged alike on every platform.
- */
-export function assertSafeKey(key: string, what = 'key', allowEmpty = false): void {
-  if (typeof key !== 'string' || (!allowEmpty && key.length === 0)) {
-    throw new MkpiError('MKPI_CONFIG', `Invalid lake ${what}: empty`);
-  }
-  if (key.includes('\0')) {
-    throw new MkpiError('MKPI_CONFIG', `Invalid lake ${what} ${JSON.stringify(key)}: contains a NUL byte`);
-  }
-  if (key.startsWith('/') || key.startsWith('\\') || /^[A-Za-z]:/.test(key)) {
-    throw new MkpiError('MKPI_CONFIG', `Invalid lake ${what} ${JSON.stringify(key)}: must be relative to the lake root`, {
-      hint: 'Lake keys are relative, like "streams/archived/".',
-    });
-  }
-  if (key.split(/[\\/]/).some((segment) => segment === '..')) {
-    throw new MkpiError('MKPI_CONFIG', `Invalid lake ${what} ${JSON.stringify(key)}: ".." segments are not allowed`, {
-      hint: 'Lake keys may not point outside the lake root.',
-    });
-  }
-}
 
 function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
@@ -57,16 +24,6 @@ function fingerprintOf(st: fs.Stats): string {
 
 function tempSibling(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}${TEMP_MARKER}${randomBytes(6).toString('hex')}`);
-}
-
-/**
- * Destroys a body stream we will not read, and swallows its later errors: a file stream
- * destroyed before it opened still reports its open failure (the caller may be deleting the
- * file right now), and an unheard 'error' would crash the process.
- */
-export function discard(body: Readable): void {
-  body.on('error', () => undefined);
-  if (!body.destroyed) body.destroy();
 }
 
 async function unlinkQuietly(file: string): Promise<void> {

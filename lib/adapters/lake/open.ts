@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { MkpiError } from '../../domain/errors.js';
 import type { Lake, LakeConnectOptions } from '../../domain/lake.js';
 import { LocalLake } from './local.js';
-import { S3Lake } from './s3.js';
+import { S3Lake } from './s3/s3-lake.js';
 
 export type S3ConnectOptions = LakeConnectOptions;
 

@@ -2,8 +2,9 @@
 // --warehouse URL > DATABASE_URL > PG* variables > the embedded PostgreSQL of the home.
 
 import { MkpiError, redact } from '../../domain/errors.js';
-import { startEmbedded } from './embedded.js';
-import { PostgresWarehouse, quoteSchema } from './postgres.js';
+import { startEmbedded } from './embedded/index.js';
+import { PostgresWarehouse } from './postgres/postgres-warehouse.js';
+import { quoteSchema } from './postgres/sql.js';
 import type { Warehouse } from '../../domain/warehouse.js';
 
 export interface OpenedWarehouse {

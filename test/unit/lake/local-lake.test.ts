@@ -7,7 +7,8 @@ import { Readable } from 'node:stream';
 import { expect } from 'chai';
 
 import { MkpiError } from '../../../lib/domain/errors.js';
-import { LocalLake, assertSafeKey, compareKeys } from '../../../lib/adapters/lake/local.js';
+import { assertSafeKey, compareKeys } from '../../../lib/adapters/lake/keys.js';
+import { LocalLake } from '../../../lib/adapters/lake/local.js';
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<MkpiError> {
   try {

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { MkpiError } from '../../../lib/domain/errors.js';
 import { LocalLake } from '../../../lib/adapters/lake/local.js';
 import { openLake } from '../../../lib/adapters/lake/open.js';
-import { S3Lake } from '../../../lib/adapters/lake/s3.js';
+import { S3Lake } from '../../../lib/adapters/lake/s3/s3-lake.js';
 
 function usageError(uri: string): void {
   try {

@@ -1,0 +1,176 @@
+// The ledger of loaded files: musickpi_ledger (one row per file and fingerprint) and
+// musickpi_ledger_dates (the dates each file covered).
+
+import type pg from 'pg';
+import { MkpiError } from '../../../domain/errors.js';
+import { KPI_TABLES } from '../../../domain/kpi.js';
+import { type LedgerEntry } from '../../../domain/ledger.js';
+import { type LoadBatch } from '../../../domain/warehouse.js';
+import { errCode } from './errors.js';
+import { renderSql } from './sql.js';
+
+/** Ledger columns added after the first release, in the order they came; init() adds missing ones. */
+export const ADDED_LEDGER_COLUMNS: Record<string, string> = { archived_fingerprint: 'TEXT', content_hash: 'TEXT' };
+
+function ledgerKey(fileKey: string, fingerprint: string): string {
+  return `${fileKey}\u0000${fingerprint}`;
+}
+
+/** ON CONFLICT DO UPDATE cannot touch one row twice in a statement: fold duplicates first. */
+export function mergeLedgerEntries(entries: LedgerEntry[]): LedgerEntry[] {
+  const map = new Map<string, LedgerEntry>();
+  for (const e of entries) {
+    const k = ledgerKey(e.fileKey, e.fingerprint);
+    const prev = map.get(k);
+    if (!prev) {
+      map.set(k, { ...e, dates: [...new Set(e.dates)], tables: [...new Set(e.tables)] });
+    } else {
+      map.set(k, {
+        ...e,
+        dates: [...new Set([...prev.dates, ...e.dates])],
+        tables: KPI_TABLES.filter((t) => prev.tables.includes(t) || e.tables.includes(t)),
+        archivedKey: e.archivedKey ?? prev.archivedKey,
+        contentHash: e.contentHash ?? prev.contentHash ?? null,
+      });
+    }
+  }
+  return [...map.values()];
+}
+
+/**
+ * Columns added after the first release, for ledgers created before them. Checked first, so
+ * that an up-to-date ledger is not locked (ALTER TABLE takes an exclusive lock even when
+ * IF NOT EXISTS turns it into a no-op).
+ */
+export async function migrate(c: pg.Client, schema: string, quoted: string): Promise<void> {
+  const r = await c.query<{ column_name: string }>(
+    `SELECT column_name FROM information_schema.columns
+        WHERE table_schema = $1 AND table_name = 'musickpi_ledger' AND column_name = ANY($2::text[])`,
+    [schema, Object.keys(ADDED_LEDGER_COLUMNS)],
+  );
+  const have = new Set(r.rows.map((x) => x.column_name));
+  for (const [column, type] of Object.entries(ADDED_LEDGER_COLUMNS)) {
+    if (!have.has(column)) {
+      await c.query(`ALTER TABLE ${quoted}.musickpi_ledger ADD COLUMN IF NOT EXISTS ${column} ${type} NULL`);
+    }
+  }
+}
+
+export async function readLedger(c: pg.Client, quoted: string): Promise<LedgerEntry[]> {
+  // Two plain queries rather than array_agg: the same shape works on Redshift.
+  type FileRow = {
+    file_key: string;
+    fingerprint: string;
+    size: number;
+    rows: number;
+    run_id: string;
+    archived_key: string | null;
+    archived_fingerprint: string | null;
+    content_hash: string | null;
+    hourly_loaded: boolean;
+    genre_loaded: boolean;
+  };
+  const select = (added: string) =>
+    c.query<FileRow>(
+      `SELECT file_key, fingerprint, size, rows, run_id, archived_key, ${added}, hourly_loaded, genre_loaded
+             FROM ${quoted}.musickpi_ledger ORDER BY file_key, fingerprint`,
+    );
+  // A ledger from before the added columns (init() adds them; a dry run does not run init).
+  const files = await select(Object.keys(ADDED_LEDGER_COLUMNS).join(', ')).catch((err: unknown) => {
+    if (errCode(err) === '42703')
+      return select(
+        Object.keys(ADDED_LEDGER_COLUMNS)
+          .map((col) => `NULL::text AS ${col}`)
+          .join(', '),
+      );
+    throw err;
+  });
+  const dates = await c.query<{ file_key: string; fingerprint: string; listen_date: string }>(
+    `SELECT file_key, fingerprint, listen_date
+           FROM ${quoted}.musickpi_ledger_dates ORDER BY file_key, fingerprint, listen_date`,
+  );
+  const byKey = new Map<string, string[]>();
+  for (const d of dates.rows) {
+    const k = ledgerKey(d.file_key, d.fingerprint);
+    let list = byKey.get(k);
+    if (!list) byKey.set(k, (list = []));
+    list.push(d.listen_date);
+  }
+  return files.rows.map((f) => ({
+    fileKey: f.file_key,
+    fingerprint: f.fingerprint,
+    size: Number(f.size),
+    rows: Number(f.rows),
+    dates: byKey.get(ledgerKey(f.file_key, f.fingerprint)) ?? [],
+    tables: KPI_TABLES.filter((t) => (t === 'hourly' ? f.hourly_loaded : f.genre_loaded)),
+    runId: f.run_id,
+    archivedKey: f.archived_key,
+    contentHash: f.content_hash,
+    // Present only once known (an archived copy whose fingerprint was recorded).
+    ...(f.archived_fingerprint !== null ? { archivedFingerprint: f.archived_fingerprint } : {}),
+  }));
+}
+
+/** The ledger side of a load, inside its transaction: retired entries out, the batch's in. */
+export async function writeLedger(
+  c: pg.Client,
+  schema: string,
+  quoted: string,
+  runId: string,
+  retire: NonNullable<LoadBatch['retire']>,
+  ledger: LedgerEntry[],
+): Promise<void> {
+  if (retire.length > 0) {
+    const keys = retire.map((r) => r.fileKey);
+    const fps = retire.map((r) => r.fingerprint);
+    for (const table of ['musickpi_ledger_dates', 'musickpi_ledger']) {
+      await c.query(
+        `DELETE FROM ${quoted}.${table} t USING unnest($1::text[], $2::text[]) AS r(file_key, fingerprint)
+              WHERE t.file_key = r.file_key AND t.fingerprint = r.fingerprint`,
+        [keys, fps],
+      );
+    }
+  }
+  if (ledger.length > 0) {
+    await c.query(renderSql('upsert-ledger', schema), [
+      ledger.map((e) => e.fileKey),
+      ledger.map((e) => e.fingerprint),
+      ledger.map((e) => e.size),
+      ledger.map((e) => e.rows),
+      ledger.map(() => runId),
+      ledger.map((e) => e.archivedKey),
+      ledger.map((e) => e.tables.includes('hourly')),
+      ledger.map((e) => e.tables.includes('genre')),
+      ledger.map((e) => e.contentHash ?? null),
+    ]);
+    const dk: string[] = [];
+    const df: string[] = [];
+    const dd: string[] = [];
+    for (const e of ledger) {
+      for (const d of e.dates) {
+        dk.push(e.fileKey);
+        df.push(e.fingerprint);
+        dd.push(d);
+      }
+    }
+    if (dd.length > 0) await c.query(renderSql('upsert-ledger-dates', schema), [dk, df, dd]);
+  }
+}
+
+export async function markArchived(
+  c: pg.Client,
+  quoted: string,
+  fileKey: string,
+  fingerprint: string,
+  archivedKey: string,
+  archivedFingerprint?: string,
+): Promise<void> {
+  const r = await c.query(
+    `UPDATE ${quoted}.musickpi_ledger SET archived_key = $3, archived_fingerprint = $4
+          WHERE file_key = $1 AND fingerprint = $2`,
+    [fileKey, fingerprint, archivedKey, archivedFingerprint ?? null],
+  );
+  if (r.rowCount === 0) {
+    throw new MkpiError('MKPI_INTERNAL', `no ledger entry for ${fileKey} (${fingerprint}) to mark as archived`);
+  }
+}
