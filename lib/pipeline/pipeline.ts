@@ -6,7 +6,7 @@ import { KPI_TABLES, type KpiTable } from '../domain/kpi.js';
 import { type LedgerEntry } from '../domain/ledger.js';
 import { type Warehouse, type RunLock } from '../domain/warehouse.js';
 import { MkpiError, toMkpiError } from '../domain/errors.js';
-import { FileMatcher, filesToReread, findTwins, listStreamFiles, locate, planPending, type PendingFile } from '../stages/plan.js';
+import { FileMatcher, filesToReread, repairTwins, listStreamFiles, locate, planPending, type PendingFile } from '../stages/plan.js';
 import { type LakeLayout } from '../domain/layout.js';
 import { loadDimensions, scanStreamFile, type StreamScan } from '../stages/scan.js';
 import { create, ordinalRanks, result, type KpiState } from '../stages/reduce.js';
@@ -280,41 +280,6 @@ async function computeStage(
   } finally {
     rejects?.dispose();
   }
-}
-
-/**
- * Ledger rows that stand for one file twice (list.ts, findTwins) are retired by this run's load,
- * and the dates they carry recomputed without them. A twin loaded into a table this run does not
- * write is left for a run that writes every table it is in.
- */
-function repairTwins(
-  ledger: LedgerEntry[],
-  kpis: readonly KpiTable[],
-  warn: (m: string) => void,
-): { ledger: LedgerEntry[]; retire: LedgerEntry[]; keepers: LedgerEntry[] } {
-  const retire: LedgerEntry[] = [];
-  const keepers: LedgerEntry[] = [];
-  const replaced = new Map<LedgerEntry, LedgerEntry>();
-  for (const { keep, twins } of findTwins(ledger)) {
-    const fixable = twins.filter((t) => t.tables.every((table) => kpis.includes(table)));
-    if (fixable.length < twins.length) {
-      warn(`the ledger holds ${twins.length + 1} rows for one file, ${keep.fileKey}; run without --kpis to repair it`);
-    }
-    if (fixable.length === 0) continue;
-    retire.push(...fixable);
-    const tables = KPI_TABLES.filter((t) => keep.tables.includes(t) || fixable.some((f) => f.tables.includes(t)));
-    const merged: LedgerEntry = {
-      ...keep,
-      tables,
-      dates: [...new Set([...keep.dates, ...fixable.flatMap((f) => f.dates)])].sort(),
-      contentHash: keep.contentHash ?? fixable.find((f) => f.contentHash)?.contentHash ?? null,
-    };
-    replaced.set(keep, merged);
-    if (tables.length > keep.tables.length || merged.dates.length > keep.dates.length) keepers.push(merged);
-    warn(`${keep.fileKey}: the ledger counted this file ${fixable.length + 1} times; its dates are recomputed with it once`);
-  }
-  const gone = new Set(retire);
-  return { ledger: ledger.filter((e) => !gone.has(e)).map((e) => replaced.get(e) ?? e), retire, keepers };
 }
 
 async function scanPending(

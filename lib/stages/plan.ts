@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Lake, LakeObject } from '../domain/lake.js';
 import { MkpiError } from '../domain/errors.js';
-import type { KpiTable } from '../domain/kpi.js';
+import { KPI_TABLES, type KpiTable } from '../domain/kpi.js';
 import type { LedgerEntry } from '../domain/ledger.js';
 
 export interface StreamListing {
@@ -190,6 +190,41 @@ export function findTwins(ledger: readonly LedgerEntry[]): TwinGroup[] {
     }
   }
   return groups;
+}
+
+/**
+ * Ledger rows that stand for one file twice (findTwins) are retired by this run's load,
+ * and the dates they carry recomputed without them. A twin loaded into a table this run does not
+ * write is left for a run that writes every table it is in.
+ */
+export function repairTwins(
+  ledger: LedgerEntry[],
+  kpis: readonly KpiTable[],
+  warn: (m: string) => void,
+): { ledger: LedgerEntry[]; retire: LedgerEntry[]; keepers: LedgerEntry[] } {
+  const retire: LedgerEntry[] = [];
+  const keepers: LedgerEntry[] = [];
+  const replaced = new Map<LedgerEntry, LedgerEntry>();
+  for (const { keep, twins } of findTwins(ledger)) {
+    const fixable = twins.filter((t) => t.tables.every((table) => kpis.includes(table)));
+    if (fixable.length < twins.length) {
+      warn(`the ledger holds ${twins.length + 1} rows for one file, ${keep.fileKey}; run without --kpis to repair it`);
+    }
+    if (fixable.length === 0) continue;
+    retire.push(...fixable);
+    const tables = KPI_TABLES.filter((t) => keep.tables.includes(t) || fixable.some((f) => f.tables.includes(t)));
+    const merged: LedgerEntry = {
+      ...keep,
+      tables,
+      dates: [...new Set([...keep.dates, ...fixable.flatMap((f) => f.dates)])].sort(),
+      contentHash: keep.contentHash ?? fixable.find((f) => f.contentHash)?.contentHash ?? null,
+    };
+    replaced.set(keep, merged);
+    if (tables.length > keep.tables.length || merged.dates.length > keep.dates.length) keepers.push(merged);
+    warn(`${keep.fileKey}: the ledger counted this file ${fixable.length + 1} times; its dates are recomputed with it once`);
+  }
+  const gone = new Set(retire);
+  return { ledger: ledger.filter((e) => !gone.has(e)).map((e) => replaced.get(e) ?? e), retire, keepers };
 }
 
 /** Where archive puts a file: same name, or a name derived from its fingerprint when that is taken by another file. */

@@ -47,6 +47,21 @@ function ioError(err: unknown, action: string, file: string): MkpiError {
   return new MkpiError('MKPI_LAKE_UNAVAILABLE', `${action}: ${file}: ${message}`, { cause: err });
 }
 
+/** The last step of a move, once the copy is complete and verified. */
+async function removeSource(src: string, dst: string): Promise<'moved'> {
+  try {
+    await fsp.unlink(src);
+  } catch (err) {
+    // The target is complete; a leftover source is finished by the next run ('exists' + same fingerprint).
+    if (errnoCode(err) !== 'ENOENT') {
+      throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: copied to ${dst} but cannot remove ${src}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+  return 'moved';
+}
+
 export class LocalLake implements Lake {
   readonly root: string;
 
@@ -251,17 +266,7 @@ export class LocalLake implements Lake {
       return 'changed';
     }
     await opts.afterCopy?.({ key: to, size: linked.size, fingerprint: fingerprintOf(linked) });
-    try {
-      await fsp.unlink(src);
-    } catch (err) {
-      // The target is complete; a leftover source is finished by the next run ('exists' + same fingerprint).
-      if (errnoCode(err) !== 'ENOENT') {
-        throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: copied to ${dst} but cannot remove ${src}: ${(err as Error).message}`, {
-          cause: err,
-        });
-      }
-    }
-    return 'moved';
+    return removeSource(src, dst);
   }
 
   private async copyThenDelete(src: string, dst: string, to: string, opts: MoveOptions): Promise<MoveOutcome> {
@@ -316,16 +321,7 @@ export class LocalLake implements Lake {
       throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: cannot copy ${src} to ${dst}: ${(err as Error).message}`, { cause: err });
     }
     await opts.afterCopy?.({ key: to, size: before.size, fingerprint: fingerprintOf(before) });
-    try {
-      await fsp.unlink(src);
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') {
-        throw new MkpiError('MKPI_ARCHIVE_FAILED', `archive: copied to ${dst} but cannot remove ${src}: ${(err as Error).message}`, {
-          cause: err,
-        });
-      }
-    }
-    return 'moved';
+    return removeSource(src, dst);
   }
 
   async remove(key: string): Promise<void> {
