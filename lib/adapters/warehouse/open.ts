@@ -3,7 +3,7 @@
 
 import { MkpiError, redact } from '../../domain/errors.js';
 import { startEmbedded } from './embedded/index.js';
-import { PostgresWarehouse } from './postgres/postgres-warehouse.js';
+import { PostgresWarehouse, type PostgresWarehouseOptions } from './postgres/postgres-warehouse.js';
 import { quoteSchema } from './postgres/sql.js';
 import type { Warehouse } from '../../domain/warehouse.js';
 
@@ -20,7 +20,17 @@ export interface OpenWarehouseOptions {
   schema: string;
   home: string;
   log?: (l: string) => void;
+  /**
+   * How long connecting to a PostgreSQL given by URL or PG* variables retries failures that
+   * may heal by themselves (refused, reset, timed out, starting up, too many connections)
+   * before MKPI_WAREHOUSE_UNAVAILABLE; 0 = a single attempt. Default DEFAULT_CONNECT_RETRY_MS.
+   * The embedded server is known to be up once started: it gets a single attempt.
+   */
+  connectRetryMs?: number;
 }
+
+/** A server restart or failover usually completes within this. */
+export const DEFAULT_CONNECT_RETRY_MS = 30_000;
 
 /** The variables libpq-style clients (and pg) take a connection from. */
 const PG_VARIABLES = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'] as const;
@@ -50,6 +60,18 @@ function checkUrl(url: string, from: string): void {
   });
 }
 
+function retryOptions(opts: OpenWarehouseOptions): Pick<PostgresWarehouseOptions, 'connectRetryMs' | 'onConnectRetry'> {
+  const ms = opts.connectRetryMs ?? DEFAULT_CONNECT_RETRY_MS;
+  if (!(Number.isFinite(ms) && ms >= 0)) throw new MkpiError('MKPI_USAGE', `connect retry time must be a number of ms >= 0, got ${ms}`);
+  const log = opts.log;
+  return {
+    connectRetryMs: ms,
+    onConnectRetry: log
+      ? (n) => log(`${n.error.message}; attempt ${n.attempt} failed, trying again in ${(n.delayMs / 1000).toFixed(1)} s`)
+      : undefined,
+  };
+}
+
 function once(fn: () => Promise<void>): () => Promise<void> {
   let p: Promise<void> | undefined;
   return () => (p ??= fn());
@@ -58,13 +80,14 @@ function once(fn: () => Promise<void>): () => Promise<void> {
 export async function openWarehouse(opts: OpenWarehouseOptions): Promise<OpenedWarehouse> {
   // Before anything starts: a bad schema name must not cost a server start.
   quoteSchema(opts.schema);
+  const retry = retryOptions(opts);
 
   const explicit = opts.warehouse?.trim() ? { url: opts.warehouse.trim(), from: '--warehouse' } : undefined;
   const fromEnv = opts.env.DATABASE_URL?.trim() ? { url: opts.env.DATABASE_URL.trim(), from: 'DATABASE_URL' } : undefined;
   const chosen = explicit ?? fromEnv;
   if (chosen) {
     checkUrl(chosen.url, chosen.from);
-    const warehouse = new PostgresWarehouse(chosen.url, { schema: opts.schema });
+    const warehouse = new PostgresWarehouse(chosen.url, { schema: opts.schema, ...retry });
     return { warehouse, embedded: false, stop: once(() => warehouse.close()) };
   }
 
@@ -76,6 +99,7 @@ export async function openWarehouse(opts: OpenWarehouseOptions): Promise<OpenedW
     }
     const warehouse = new PostgresWarehouse('', {
       schema: opts.schema,
+      ...retry,
       config: {
         host: opts.env.PGHOST || undefined,
         port,
@@ -90,7 +114,7 @@ export async function openWarehouse(opts: OpenWarehouseOptions): Promise<OpenedW
   const server = await startEmbedded({ home: opts.home, log: opts.log });
   let warehouse: PostgresWarehouse;
   try {
-    warehouse = new PostgresWarehouse(server.url, { schema: opts.schema });
+    warehouse = new PostgresWarehouse(server.url, { schema: opts.schema, connectRetryMs: 0 });
   } catch (err) {
     await server.stop();
     throw err;

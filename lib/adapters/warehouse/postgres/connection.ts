@@ -4,7 +4,8 @@
 import os from 'node:os';
 import pg from 'pg';
 import { MkpiError, redact } from '../../../domain/errors.js';
-import { isConnectionLoss, toError, type ErrorTarget } from './errors.js';
+import { classifyConnectFailure, isConnectionLoss, toError, type ErrorTarget } from './errors.js';
+import { withRetry, type RetryClock, type RetryNotice } from './retry.js';
 import { TYPES } from './type-parsers.js';
 
 /** Connection settings that are also allowed in a connection string, and nothing else. */
@@ -17,17 +18,40 @@ export interface Conn {
 
 const APP = 'musickpi';
 
+/** How connecting retries failures that may heal by themselves (see retry.ts). */
+export interface ConnectRetry {
+  /** Time within which further attempts may start after the first failed one; 0 = a single attempt. */
+  totalMs: number;
+  /** Told before each wait, with the failure already scrubbed of secrets. */
+  onRetry?: (notice: ConnectRetryNotice) => void;
+  /** Tests only: a fake clock. */
+  clock?: RetryClock;
+}
+
+export interface ConnectRetryNotice extends RetryNotice {
+  error: MkpiError;
+}
+
 export class Connections implements ErrorTarget {
   readonly description: string;
   readonly secrets: string[];
   private readonly baseConfig: pg.ClientConfig;
   private readonly connectTimeoutMs: number;
+  private readonly retry: ConnectRetry;
+  /** Aborted by close(): a retry loop waiting for a server stops waiting. */
+  private readonly closing = new AbortController();
   private work: Conn | undefined;
   private workQueue: Promise<unknown> = Promise.resolve();
   private isClosed = false;
 
-  constructor(connectionString: string, config: ConnectionConfig | undefined, connectTimeoutMs: number) {
+  constructor(
+    connectionString: string,
+    config: ConnectionConfig | undefined,
+    connectTimeoutMs: number,
+    retry: ConnectRetry = { totalMs: 0 },
+  ) {
     this.connectTimeoutMs = connectTimeoutMs;
+    this.retry = retry;
     this.secrets = [];
     if (connectionString) {
       const info = describeUrl(connectionString);
@@ -48,15 +72,32 @@ export class Connections implements ErrorTarget {
     return this.isClosed;
   }
 
+  /**
+   * A new session. Failures that may heal (nothing listening, a server starting up, no free
+   * slot) are retried within retry.totalMs; wrong credentials or database fail at once.
+   */
   async connect(what: string, application = APP): Promise<Conn> {
-    if (this.isClosed) throw new MkpiError('MKPI_INTERNAL', 'warehouse used after close()');
-    const client = new pg.Client({
-      ...this.baseConfig,
-      types: TYPES,
-      application_name: application,
-      connectionTimeoutMillis: this.connectTimeoutMs,
-      keepAlive: true,
+    return withRetry(() => this.connectOnce(application), {
+      totalMs: this.retry.totalMs,
+      clock: this.retry.clock,
+      signal: this.closing.signal,
+      isTransient: (err) => classifyConnectFailure(err) === 'transient',
+      onRetry: this.retry.onRetry && ((n) => this.retry.onRetry?.({ ...n, error: this.connectError(n.error, what) })),
+      giveUp: (err, attempts, elapsedMs) => {
+        const e = this.connectError(err, what);
+        if (attempts <= 1) return e;
+        return new MkpiError(e.code, `${e.message}; gave up after ${attempts} attempts in ${(elapsedMs / 1000).toFixed(1)} s`, {
+          hint: e.hint,
+          cause: e.cause,
+          details: { ...e.details, attempts, elapsedMs: Math.round(elapsedMs) },
+        });
+      },
     });
+  }
+
+  private async connectOnce(application: string): Promise<Conn> {
+    if (this.isClosed) throw new MkpiError('MKPI_INTERNAL', 'warehouse used after close()');
+    const client = new pg.Client({ ...this.baseConfig, types: TYPES, application_name: application, keepAlive: true });
     const conn: Conn = { client, dead: false };
     // Without a listener, a server-side termination while idle crashes the whole process.
     client.on('error', () => {
@@ -65,22 +106,34 @@ export class Connections implements ErrorTarget {
     client.on('end', () => {
       conn.dead = true;
     });
+    // Our own connect timeout rather than pg's connectionTimeoutMillis, whose error has no code:
+    // this one carries ETIMEDOUT, so it is classified (and retried) like any other timeout.
+    const timer = setTimeout(() => {
+      const err = Object.assign(new Error(`no connection after ${this.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' });
+      client.connection.stream.destroy(err);
+    }, this.connectTimeoutMs);
     try {
       await client.connect();
     } catch (err) {
       conn.dead = true;
       await client.end().catch(() => undefined);
-      const e = this.toError(err, `connecting for ${what}`);
-      // A server that refuses the session for a reason of its own ("database does not allow
-      // connections", SQLSTATE 55000, and the like) is unavailable, not a bug of ours.
-      if (e.code !== 'MKPI_INTERNAL') throw e;
-      throw new MkpiError('MKPI_WAREHOUSE_UNAVAILABLE', e.message, {
-        hint: `check that PostgreSQL at ${this.description} accepts connections, then run again`,
-        cause: e.cause,
-        details: e.details,
-      });
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
     return conn;
+  }
+
+  private connectError(err: unknown, what: string): MkpiError {
+    const e = this.toError(err, `connecting for ${what}`);
+    // A server that refuses the session for a reason of its own ("database does not allow
+    // connections", SQLSTATE 55000, and the like) is unavailable, not a bug of ours.
+    if (e.code !== 'MKPI_INTERNAL' || err instanceof MkpiError) return e;
+    return new MkpiError('MKPI_WAREHOUSE_UNAVAILABLE', e.message, {
+      hint: `check that PostgreSQL at ${this.description} accepts connections, then run again`,
+      cause: e.cause,
+      details: e.details,
+    });
   }
 
   /** Serialises use of the shared connection, reconnecting when the last one broke. */
@@ -110,6 +163,7 @@ export class Connections implements ErrorTarget {
 
   /** Queued work runs to its end first: only a load is worth interrupting, never a short query. */
   async close(): Promise<void> {
+    this.closing.abort();
     await this.workQueue;
     this.isClosed = true;
     if (this.work) await this.work.client.end().catch(() => undefined);

@@ -13,7 +13,7 @@ import {
   type Warehouse,
 } from '../../../domain/warehouse.js';
 import { checkBatch } from './batch.js';
-import { Connections, type Conn, type ConnectionConfig } from './connection.js';
+import { Connections, type Conn, type ConnectionConfig, type ConnectRetryNotice } from './connection.js';
 import { GENRE_COLUMNS, HOURLY_COLUMNS, stage } from './copy.js';
 import { classifyPgError, isConnectionLoss } from './errors.js';
 import { markArchived, mergeLedgerEntries, readLedger, writeLedger } from './ledger.js';
@@ -30,8 +30,16 @@ export interface PostgresWarehouseOptions {
   config?: ConnectionConfig;
   /** How long a load waits for a table lock held by someone else before giving up (retry later). */
   lockTimeoutMs?: number;
-  /** Connect timeout; pg's default is to wait forever on a black-holed host. */
+  /** Connect timeout of one attempt; pg's default is to wait forever on a black-holed host. */
   connectTimeoutMs?: number;
+  /**
+   * How long connecting keeps retrying failures that may heal by themselves (connection
+   * refused or reset, timeouts, a server starting up, too many connections), with exponential
+   * backoff and jitter. Default 0, a single attempt: openWarehouse sets the policy of the CLI.
+   */
+  connectRetryMs?: number;
+  /** Told before each wait between connection attempts (the CLI logs it). */
+  onConnectRetry?: (notice: ConnectRetryNotice) => void;
 }
 
 export class PostgresWarehouse implements Warehouse {
@@ -47,7 +55,10 @@ export class PostgresWarehouse implements Warehouse {
     this.quoted = quoteSchema(opts.schema);
     this.schema = opts.schema;
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 60_000;
-    this.db = new Connections(connectionString, opts.config, opts.connectTimeoutMs ?? 15_000);
+    this.db = new Connections(connectionString, opts.config, opts.connectTimeoutMs ?? 15_000, {
+      totalMs: opts.connectRetryMs ?? 0,
+      onRetry: opts.onConnectRetry,
+    });
     this.description = this.db.description;
     this.runLock = new AdvisoryRunLock(this.db, this.schema);
   }
