@@ -66,6 +66,15 @@ export interface Warehouse {
    * differ from the loaded file's: see LedgerEntry.archivedFingerprint).
    */
   markArchived(fileKey: string, fingerprint: string, archivedKey: string, archivedFingerprint?: string): Promise<void>;
+  /**
+   * Records that the ledger belongs to `lake` (one lake per schema: two lakes sharing a ledger
+   * would take each other's files for already loaded). No claim yet: claims it. Same lake:
+   * nothing. Another lake: throws MkpiError('MKPI_CONFIG'), unless opts.adopt, which moves the
+   * claim to `lake` (the lake itself moved). Call after init(); safe under concurrent callers.
+   */
+  claimLake(lake: string, opts?: { adopt?: boolean }): Promise<void>;
+  /** The lake the ledger belongs to; null when unclaimed or not initialised. Creates nothing. */
+  lakeClaim(): Promise<string | null>;
   query(sql: string): Promise<QueryResult>;
   close(): Promise<void>;
 }

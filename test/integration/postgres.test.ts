@@ -139,6 +139,7 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
       [
         'genre_level_kpis: PRIMARY KEY (listen_date, track_genre)',
         'hourly_kpis: PRIMARY KEY (listen_date, listen_hour)',
+        'musickpi_lake: PRIMARY KEY (id)',
         'musickpi_ledger: PRIMARY KEY (file_key, fingerprint)',
         'musickpi_ledger_dates: PRIMARY KEY (file_key, fingerprint, listen_date)',
       ],
@@ -534,6 +535,78 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
     const w2 = new PostgresWarehouse(nodb.toString(), { schema: SCHEMA });
     others.push(w2);
     await rejects(w2.readLedger(), 'MKPI_CONFIG');
+  });
+
+  describe('the lake the ledger belongs to', () => {
+    const LAKE_A = 's3://bucket-a/music';
+    const LAKE_B = '/data/lake-b';
+
+    it('lakeClaim is null, and creates nothing, before init', async () => {
+      assert.equal(await wh.lakeClaim(), null);
+      const schemas = await adminQuery(url, 'SELECT 1 FROM pg_namespace WHERE nspname = $1', [SCHEMA]);
+      assert.equal(schemas.rowCount, 0);
+      // The schema without the table (made by someone else): still null, still nothing created.
+      await adminQuery(url, `CREATE SCHEMA ${SCHEMA}`);
+      assert.equal(await wh.lakeClaim(), null);
+      assert.equal((await adminQuery(url, `SELECT to_regclass('${SCHEMA}.musickpi_lake') AS t`)).rows[0].t, null);
+    });
+
+    it('the first claim records the lake; the same lake again is a no-op; another lake is MKPI_CONFIG', async () => {
+      await wh.init();
+      assert.equal(await wh.lakeClaim(), null);
+      await wh.claimLake(LAKE_A);
+      assert.equal(await wh.lakeClaim(), LAKE_A);
+      const first = (await adminQuery(url, `SELECT claimed_at FROM ${SCHEMA}.musickpi_lake`)).rows[0].claimed_at;
+      await wh.claimLake(LAKE_A);
+      await another().claimLake(LAKE_A);
+      const rows = await adminQuery(url, `SELECT lake, claimed_at FROM ${SCHEMA}.musickpi_lake`);
+      assert.deepEqual(rows.rows, [{ lake: LAKE_A, claimed_at: first }]);
+
+      const err = await rejects(another().claimLake(LAKE_B), 'MKPI_CONFIG');
+      assert.ok(err.message.includes(`schema ${SCHEMA} holds the ledger of lake ${LAKE_A}; this run's lake is ${LAKE_B}`), err.message);
+      assert.match(err.hint ?? '', /--schema/);
+      assert.match(err.hint ?? '', /--adopt-lake/);
+      assert.equal(await wh.lakeClaim(), LAKE_A, 'a refused claim changes nothing');
+    });
+
+    it('adopt moves the claim to the new lake', async () => {
+      await wh.init();
+      await wh.claimLake(LAKE_A, { adopt: true });
+      assert.equal(await wh.lakeClaim(), LAKE_A, 'adopting with no claim yet just claims');
+      await wh.claimLake(LAKE_B, { adopt: true });
+      assert.equal(await wh.lakeClaim(), LAKE_B);
+      await rejects(wh.claimLake(LAKE_A), 'MKPI_CONFIG');
+      assert.equal((await adminQuery(url, `SELECT count(*)::int AS n FROM ${SCHEMA}.musickpi_lake`)).rows[0].n, 1);
+    });
+
+    it('concurrent first claims: exactly one lake wins, every other caller is refused or agrees', async () => {
+      await wh.init();
+      const claimers = Array.from({ length: 8 }, () => another());
+      const lakes = claimers.map((_, i) => (i % 2 === 0 ? LAKE_A : LAKE_B));
+      const results = await Promise.allSettled(claimers.map((w, i) => w.claimLake(lakes[i])));
+      const winner = await wh.lakeClaim();
+      assert.ok(winner === LAKE_A || winner === LAKE_B);
+      results.forEach((r, i) => {
+        const refusal = r.status === 'rejected' ? (r.reason as MkpiError) : undefined;
+        if (lakes[i] === winner) assert.equal(refusal, undefined, refusal?.message);
+        else assert.equal(refusal?.code, 'MKPI_CONFIG');
+      });
+      assert.equal((await adminQuery(url, `SELECT count(*)::int AS n FROM ${SCHEMA}.musickpi_lake`)).rows[0].n, 1);
+    });
+
+    it('init() adds the lake table to a schema made before it; until then the schema still counts as initialised', async () => {
+      await wh.init();
+      await wh.load(batch(['2024-06-01']));
+      await adminQuery(url, `DROP TABLE ${SCHEMA}.musickpi_lake`);
+      assert.equal(await wh.isInitialised(), true);
+      assert.equal(await wh.lakeClaim(), null);
+      assert.equal((await wh.readLedger()).length, 1);
+      await rejects(wh.claimLake(LAKE_A), 'MKPI_INTERNAL');
+      await wh.init();
+      await wh.claimLake(LAKE_A);
+      assert.equal(await wh.lakeClaim(), LAKE_A);
+      assert.equal((await wh.readLedger()).length, 1);
+    });
   });
 
   it('rejects malicious or invalid schema names with MKPI_CONFIG', () => {

@@ -76,6 +76,10 @@ class MemoryWarehouse implements Warehouse {
     return { hourlyRowsWritten: 0, genreRowsWritten: 0, hourlyRowsDeleted: 0, genreRowsDeleted: 0 };
   }
   async markArchived(): Promise<void> {}
+  async claimLake(): Promise<void> {}
+  async lakeClaim(): Promise<string | null> {
+    return null;
+  }
   async query() {
     return { columns: [], rows: [] };
   }

@@ -18,6 +18,7 @@ import { GENRE_COLUMNS, HOURLY_COLUMNS, stage } from './copy.js';
 import { classifyPgError, isConnectionLoss } from './errors.js';
 import { markArchived, mergeLedgerEntries, readLedger, writeLedger } from './ledger.js';
 import { AdvisoryRunLock } from './lock.js';
+import { claimLake, lakeClaim } from './lake-claim.js';
 import { initSchema, isInitialised } from './schema.js';
 import { multi, quoteSchema, renderSql } from './sql.js';
 
@@ -152,6 +153,14 @@ export class PostgresWarehouse implements Warehouse {
     await this.db.withWork('recording an archived file', (c) =>
       markArchived(c, this.quoted, fileKey, fingerprint, archivedKey, archivedFingerprint),
     );
+  }
+
+  async claimLake(lake: string, opts: { adopt?: boolean } = {}): Promise<void> {
+    await this.db.withWork('recording the lake of the ledger', (c) => claimLake(c, this.schema, this.quoted, lake, opts));
+  }
+
+  async lakeClaim(): Promise<string | null> {
+    return this.db.withWork('reading the lake of the ledger', (c) => lakeClaim(c, this.quoted));
   }
 
   async query(sql: string): Promise<QueryResult> {

@@ -2,6 +2,7 @@
 
 import type pg from 'pg';
 import { MkpiError } from '../../../domain/errors.js';
+import { lakeTableDdl } from './lake-claim.js';
 import { migrate } from './ledger.js';
 import { renderSql } from './sql.js';
 
@@ -42,16 +43,28 @@ const EXPECTED_COLUMNS: Record<string, Record<string, string>> = {
     fingerprint: 'text',
     listen_date: 'date',
   },
+  musickpi_lake: {
+    id: 'boolean',
+    lake: 'text',
+    claimed_at: 'timestamp with time zone',
+  },
 };
+
+/**
+ * The tables without which nothing can be read. Tables added since (musickpi_lake) are created
+ * by init() in older schemas; until then the schema still counts as initialised, so that a dry
+ * run reads an older ledger as it is, the way it reads one missing the added ledger columns.
+ */
+const REQUIRED_TABLES = ['hourly_kpis', 'genre_level_kpis', 'musickpi_ledger', 'musickpi_ledger_dates'];
 
 export async function isInitialised(c: pg.Client, schema: string): Promise<boolean> {
   const r = await c.query<{ n: number }>(
     `SELECT count(*)::int AS n
            FROM unnest($2::text[]) AS t(name)
           WHERE to_regclass(format('%I.%I', $1::text, t.name)) IS NOT NULL`,
-    [schema, Object.keys(EXPECTED_COLUMNS)],
+    [schema, REQUIRED_TABLES],
   );
-  return r.rows[0].n === Object.keys(EXPECTED_COLUMNS).length;
+  return r.rows[0].n === REQUIRED_TABLES.length;
 }
 
 export async function initSchema(c: pg.Client, schema: string, quoted: string): Promise<void> {
@@ -62,6 +75,7 @@ export async function initSchema(c: pg.Client, schema: string, quoted: string): 
     await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`musickpi:init:${schema}`]);
     await c.query(renderSql('init', schema));
     await migrate(c, schema, quoted);
+    await c.query(lakeTableDdl(quoted));
     await checkColumns(c, schema);
     await c.query('COMMIT');
   } catch (err) {
