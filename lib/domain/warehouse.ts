@@ -44,6 +44,10 @@ export interface RunLock {
 export interface QueryResult {
   columns: string[];
   rows: unknown[][];
+  /** The command tag's verb as the server reports it: 'SELECT', 'DELETE', 'CREATE', …; '' for an empty statement. */
+  command: string;
+  /** Rows returned or affected as the server reports them; null when the command has no count (CREATE, SET). */
+  rowCount: number | null;
 }
 
 export interface Warehouse {
@@ -75,6 +79,10 @@ export interface Warehouse {
   claimLake(lake: string, opts?: { adopt?: boolean }): Promise<void>;
   /** The lake the ledger belongs to; null when unclaimed or not initialised. Creates nothing. */
   lakeClaim(): Promise<string | null>;
+  /**
+   * Runs the user's SQL with the warehouse schema first on the search path (then public), so
+   * the KPI tables can be named unqualified. The last statement's result is returned.
+   */
   query(sql: string): Promise<QueryResult>;
   close(): Promise<void>;
 }

@@ -609,6 +609,52 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
     });
   });
 
+  describe('query', () => {
+    it('names tables unqualified: the warehouse schema comes first on the search path, then public', async () => {
+      const odd = new PostgresWarehouse(url, { schema: 'Other_Schema' });
+      others.push(odd);
+      await odd.init();
+      await odd.load(batch(['2024-06-01']));
+      // A same-named table in public must not be the one found.
+      await adminQuery(
+        url,
+        'CREATE TABLE public.hourly_kpis (x int); CREATE TABLE public.only_in_public (y int); INSERT INTO public.only_in_public VALUES (7)',
+      );
+      const r = await odd.query('select count(*) from hourly_kpis');
+      assert.deepEqual(r.rows, [[24]]);
+      assert.equal(r.command, 'SELECT');
+      assert.equal(r.rowCount, 1);
+      assert.deepEqual((await odd.query('select y from only_in_public')).rows, [[7]]);
+      // A query that changes the search path does not leak into the next one.
+      await odd.query('SET search_path TO public');
+      assert.deepEqual((await odd.query('select count(*) from hourly_kpis')).rows, [[24]]);
+    });
+
+    it('reports the command tag and the row count: DELETE, CREATE, several statements', async () => {
+      await wh.init();
+      await wh.load(batch(['2024-06-01', '2024-06-02']));
+      const del = await wh.query(`delete from hourly_kpis where listen_date = '2024-06-01' and listen_hour < 10`);
+      assert.equal(del.command, 'DELETE');
+      assert.equal(del.rowCount, 10);
+      assert.deepEqual(del.columns, []);
+      assert.deepEqual(del.rows, []);
+      const sel = await wh.query('select listen_hour from hourly_kpis order by listen_date, listen_hour limit 3');
+      assert.equal(sel.command, 'SELECT');
+      assert.equal(sel.rowCount, 3);
+      const create = await wh.query('create table scratch (a int)');
+      assert.equal(create.command, 'CREATE');
+      assert.equal(create.rowCount, null);
+      assert.equal(
+        (await adminQuery(url, `SELECT to_regclass('${SCHEMA}.scratch') IS NOT NULL AS t`)).rows[0].t,
+        true,
+        'created in the warehouse schema',
+      );
+      const multi = await wh.query('insert into scratch values (1), (2); update scratch set a = a + 1');
+      assert.equal(multi.command, 'UPDATE');
+      assert.equal(multi.rowCount, 2);
+    });
+  });
+
   it('rejects malicious or invalid schema names with MKPI_CONFIG', () => {
     for (const bad of ['x"; DROP SCHEMA public; --', 'a-b', '1abc', '', 'a'.repeat(64), 'sch ema', 'é']) {
       assert.throws(

@@ -81,7 +81,7 @@ class MemoryWarehouse implements Warehouse {
     return null;
   }
   async query() {
-    return { columns: [], rows: [] };
+    return { columns: [], rows: [], command: 'SELECT', rowCount: 0 };
   }
   async close(): Promise<void> {}
 }

@@ -165,10 +165,18 @@ export class PostgresWarehouse implements Warehouse {
 
   async query(sql: string): Promise<QueryResult> {
     return this.db.withWork('running a query', async (c) => {
+      // Set for every query: the previous one may have changed it (the SQL is the user's).
+      await c.query(`SET search_path TO ${this.quoted}, public`);
       const res = (await c.query({ text: sql, rowMode: 'array' })) as pg.QueryResult<unknown[]> | pg.QueryResult<unknown[]>[];
       // Several statements yield one result each; the last one is what a user expects to see.
       const last = Array.isArray(res) ? res[res.length - 1] : res;
-      return { columns: (last?.fields ?? []).map((f) => f.name), rows: last?.rows ?? [] };
+      return {
+        columns: (last?.fields ?? []).map((f) => f.name),
+        rows: last?.rows ?? [],
+        // pg leaves both null for an empty statement.
+        command: last?.command ?? '',
+        rowCount: last?.rowCount ?? null,
+      };
     });
   }
 
