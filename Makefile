@@ -35,9 +35,9 @@ test-faults: build
 # Runs the pipeline on a copy of the bundled sample lake with the embedded PostgreSQL, then shows the KPIs.
 demo: build
 	rm -rf $(DEMO_LAKE) && mkdir -p .musickpi && cp -rp fixtures/sample $(DEMO_LAKE)
-	$(BIN) run --lake $(DEMO_LAKE)
-	$(BIN) query --quiet 'select * from reporting_schema.hourly_kpis order by listen_date, listen_hour limit 12'
-	$(BIN) query --quiet 'select * from reporting_schema.genre_level_kpis order by listen_date, listen_count desc, track_genre limit 12'
+	$(BIN) run --lake $(DEMO_LAKE) --home .musickpi/home
+	$(BIN) query --quiet --home .musickpi/home 'select * from reporting_schema.hourly_kpis order by listen_date, listen_hour limit 12'
+	$(BIN) query --quiet --home .musickpi/home 'select * from reporting_schema.genre_level_kpis order by listen_date, listen_count desc, track_genre limit 12'
 
 # The benchmark of issue 3, which doubles as a differential test against DuckDB: regenerates
 # docs/performance.md (lakes cached under tmp/bench/). BENCH_ARGS=--quick: a small lake, for a smoke test.

@@ -289,24 +289,39 @@ export function generateLake(spec: LakeSpec): { trackIds: string[]; userIds: str
   return { trackIds, userIds };
 }
 
+const USAGE = `usage: generate-lake --out DIR [--songs N] [--users N] [--streams N] [--files N] [--days N] [--seed N] [--messy] [--start-date D]
+  writes a synthetic lake (songs.csv, users.csv, streams/*.csv) for the benchmark and for trying musickpi
+  defaults: 114000 songs, 50000 users, 5000000 streams in 5 files over 3 days from 2024-06-01, seed 42
+`;
+
 function main(): void {
-  const { values } = parseArgs({
-    options: {
-      out: { type: 'string' },
-      songs: { type: 'string', default: '114000' },
-      users: { type: 'string', default: '50000' },
-      streams: { type: 'string', default: '5000000' },
-      files: { type: 'string', default: '5' },
-      days: { type: 'string', default: '3' },
-      seed: { type: 'string', default: '42' },
-      messy: { type: 'boolean', default: false },
-      'start-date': { type: 'string', default: '2024-06-01' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        help: { type: 'boolean', short: 'h', default: false },
+        out: { type: 'string' },
+        songs: { type: 'string', default: '114000' },
+        users: { type: 'string', default: '50000' },
+        streams: { type: 'string', default: '5000000' },
+        files: { type: 'string', default: '5' },
+        days: { type: 'string', default: '3' },
+        seed: { type: 'string', default: '42' },
+        messy: { type: 'boolean', default: false },
+        'start-date': { type: 'string', default: '2024-06-01' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`generate-lake: ${(err as Error).message}\n${USAGE}`);
+    process.exit(64);
+  }
+  const { values } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
   if (!values.out) {
-    process.stderr.write(
-      'usage: generate-lake --out DIR [--songs N] [--users N] [--streams N] [--files N] [--days N] [--seed N] [--messy]\n',
-    );
+    process.stderr.write(USAGE);
     process.exit(64);
   }
   const t0 = performance.now();

@@ -1,14 +1,99 @@
-// Runs a command body inside the runtime and sets the process's exit code: the one place a
-// command's outcome becomes an exit status.
+// How a command module runs: resolve the configuration (before any side effect), run the body
+// inside the runtime, print its outcome, set the exit status. The one place an outcome becomes
+// output and an exit status; every failure has the same shape (`error: {code, message, hint,
+// stage}`), on stderr as one line and in --json as the last line of stdout.
 
-import { printError, withRuntime, type Runtime } from './runtime.js';
-import type { OutputArgs } from './options.js';
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { MkpiError, redact, toMkpiError } from '../domain/errors.js';
+import { resolveConfig, type CommandName, type Config } from './config.js';
+import { declareOptions } from './options.js';
+import { exitCodeFor } from './exit-codes.js';
+import { withRuntime, type Runtime } from './runtime.js';
+import type { ReportError } from '../pipeline/report.js';
 
-export async function execute(
-  args: Partial<OutputArgs> & { home?: string },
-  name: string,
-  body: (rt: Runtime) => Promise<string | undefined>,
-): Promise<void> {
-  const json = Boolean(args.json);
-  process.exitCode = await withRuntime({ json, quiet: Boolean(args.quiet), home: args.home }, body, (err) => printError(err, json, name));
+export type ErrorShape = ReportError;
+
+export interface CommandOutcome {
+  /** What --json prints (one line). A failed outcome's object carries `ok: false` and `error`. */
+  json: unknown;
+  /** What a person reads on stdout. */
+  text: string;
+  /** The failure, when the command ran but did not succeed (the run report's error). */
+  error?: ErrorShape;
+}
+
+export interface CommandSpec {
+  command: CommandName;
+  /** yargs command string, with positionals ("query <sql>"). */
+  usage?: string;
+  describe: string;
+  positionals?: (y: Argv) => Argv;
+  positionalValues?: (argv: Record<string, unknown>) => string[];
+  examples?: [string, string][];
+  run: (rt: Runtime) => Promise<CommandOutcome>;
+  /** The --json object of a failure before the body produced an outcome (default: errorJson). */
+  failureJson?: (config: Readonly<Config> | undefined, error: ErrorShape) => unknown;
+}
+
+export function errorShape(err: MkpiError, stage: string | null = null): ErrorShape {
+  const s = typeof err.details?.stage === 'string' ? err.details.stage : stage;
+  return { code: err.code, message: redact(err.message), hint: err.hint ? redact(err.hint) : null, stage: s };
+}
+
+export function errorJson(command: string, error: ErrorShape): unknown {
+  return { command, ok: false, error };
+}
+
+/** Prints a failure: one line (and a hint) on stderr, then the JSON object as stdout's last line. */
+export function printFailure(command: string, error: ErrorShape, json: unknown | undefined, cause?: unknown): void {
+  process.stderr.write(`musickpi ${command}: ${error.code}: ${error.message}\n`);
+  if (error.hint) process.stderr.write(`  hint: ${error.hint}\n`);
+  if (error.code === 'MKPI_INTERNAL' && cause instanceof Error && cause.stack) process.stderr.write(redact(cause.stack) + '\n');
+  if (json !== undefined) process.stdout.write(JSON.stringify(json) + '\n');
+}
+
+export function commandModule(spec: CommandSpec): CommandModule {
+  return {
+    command: spec.usage ?? spec.command,
+    describe: spec.describe,
+    builder: (y: Argv) => {
+      let b = declareOptions(spec.positionals ? spec.positionals(y) : y, spec.command);
+      for (const [cmd, text] of spec.examples ?? []) b = b.example(cmd, text);
+      return b;
+    },
+    handler: (argv: ArgumentsCamelCase) => execute(spec, argv),
+  };
+}
+
+async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promise<void> {
+  let config: Readonly<Config> | undefined;
+  // Until the configuration is resolved, --json is taken at its word (a usage error still prints JSON).
+  let json = argv.json === true;
+  try {
+    config = resolveConfig(spec.command, argv, {
+      positional: spec.positionalValues?.(argv) ?? [],
+      stderrIsTerminal: Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0,
+    });
+    json = config.output.json;
+    const { value, interrupted } = await withRuntime(config, spec.run);
+    if (value.error) {
+      process.stderr.write(`musickpi ${spec.command}: ${value.error.code}: ${value.error.message}\n`);
+      if (!json) process.stdout.write(value.text);
+    } else if (!json && !config.output.silent) {
+      process.stdout.write(value.text);
+    }
+    if (json) process.stdout.write(JSON.stringify(value.json) + '\n');
+    process.exitCode = exitCodeFor(value.error?.code, interrupted);
+  } catch (err) {
+    const e = toMkpiError(err);
+    const shape = errorShape(e, config ? null : 'config');
+    const body = json ? (spec.failureJson ?? ((_c, s) => errorJson(spec.command, s)))(config, shape) : undefined;
+    printFailure(spec.command, shape, body, e.cause);
+    process.exitCode = exitCodeFor(e.code, signalOf(e));
+  }
+}
+
+function signalOf(e: MkpiError): NodeJS.Signals | undefined {
+  const s = e.details?.signal;
+  return s === 'SIGINT' || s === 'SIGTERM' ? s : undefined;
 }

@@ -1,35 +1,49 @@
-// The CLI: yargs command modules over the library. main() is the only caller of process.exit
-// paths' exit codes, through withRuntime and exit-codes.ts.
+// The CLI: yargs command modules over the library. yargs parses flags only; configuration is
+// resolved by config.ts, outcomes are printed and mapped to exit codes by execute.ts.
 
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { MkpiError } from '../domain/errors.js';
-import { EXIT } from './exit-codes.js';
-import { printError } from './runtime.js';
+import { exitCodeFor } from './exit-codes.js';
+import { closestOption, type CommandName } from './config.js';
+import { errorJson, errorShape, printFailure } from './execute.js';
 import * as run from './commands/run.js';
 import * as validate from './commands/validate.js';
 import * as compute from './commands/compute.js';
 import * as archive from './commands/archive.js';
 import * as init from './commands/init.js';
 import * as query from './commands/query.js';
+import * as status from './commands/status.js';
+import * as retract from './commands/retract.js';
+
+const COMMANDS = [run, validate, compute, archive, status, retract, init, query];
+const NAMES = ['run', 'validate', 'compute', 'archive', 'status', 'retract', 'init', 'query'] as const satisfies readonly CommandName[];
+
+/** One line for a usage mistake: what was wrong, the offending token, a guess, where to look. */
+function usageError(message: string, argv: string[]): MkpiError {
+  const command = NAMES.find((n) => argv.includes(n));
+  const unknown = /^Unknown arguments?: (.+)$/.exec(message)?.[1]?.split(', ')[0];
+  let text = message.replace(/\s+/g, ' ').trim();
+  if (unknown !== undefined) {
+    const flag = unknown.length === 1 ? `-${unknown}` : `--${unknown}`;
+    const guess = command ? closestOption(command, unknown) : undefined;
+    text = `unknown option ${flag}${guess ? ` (did you mean --${guess}?)` : ''}`;
+    if (!command && argv[0] && !argv[0].startsWith('-')) text = `unknown command ${argv[0]}`;
+  } else if (/^Not enough arguments following: (.+)$/.test(message)) {
+    text = `--${/^Not enough arguments following: (.+)$/.exec(message)![1]} needs a value`;
+  }
+  return new MkpiError('MKPI_USAGE', text, { hint: `see musickpi ${command ?? '<command>'} --help` });
+}
 
 export async function main(argv: string[]): Promise<void> {
-  const parser = yargs(hideBin(['node', 'musickpi', ...argv]))
+  const columns = process.stdout.columns || 100;
+  let parser = yargs(hideBin(['node', 'musickpi', ...argv]))
     .scriptName('musickpi')
-    .usage('$0 <command> [options]\n\nDaily music-streaming KPIs: CSV lake -> validated -> hourly and genre KPIs -> PostgreSQL -> archive.')
-    .env('MUSICKPI')
-    .option('home', {
-      type: 'string',
-      global: true,
-      default: '.musickpi',
-      describe: "folder of the embedded PostgreSQL's data (used when no warehouse is configured)",
-    })
-    .command(run.command)
-    .command(validate.command)
-    .command(compute.command)
-    .command(archive.command)
-    .command(init.command)
-    .command(query.command)
+    .usage('$0 <command> [options]\n\nDaily music-streaming KPIs: CSV lake -> validated -> hourly and genre KPIs -> warehouse -> archive.')
+    // A flag given twice takes its last value instead of becoming an array nobody expects.
+    .parserConfiguration({ 'duplicate-arguments-array': false });
+  for (const c of COMMANDS) parser = parser.command(c.command);
+  parser = parser
     .demandCommand(1, 'name a command')
     .strict()
     .recommendCommands()
@@ -38,16 +52,15 @@ export async function main(argv: string[]): Promise<void> {
         'Exit codes: 0 ok · 64 usage · 65 input invalid (schema, thresholds) · 66 no input',
         '  69 service unavailable · 70 internal · 74 loaded but archive failed',
         '  75 retry later (run lock held) · 78 config · 130/143 interrupted',
-        'Every option can also be set as MUSICKPI_<OPTION> (e.g. MUSICKPI_MAX_BAD_ROWS); flags win.',
+        'Each option can also be set as MUSICKPI_<OPTION> (shown as [env: …]); flags win.',
+        'Docs: README.md and docs/contract.md',
       ].join('\n'),
     )
-    .wrap(Math.min(110, process.stdout.columns || 100))
-    .fail((msg, err, y) => {
+    .wrap(Math.min(120, columns))
+    .fail((msg, err) => {
+      // yargs' own parse errors; a command's errors are handled by execute.ts, never here.
       if (err) throw err;
-      y.showHelp('error');
-      process.stderr.write('\n');
-      printError(new MkpiError('MKPI_USAGE', msg, { hint: 'see musickpi <command> --help' }), false, 'usage');
-      process.exit(EXIT.USAGE);
+      throw usageError(msg ?? 'usage error', argv);
     })
     .help()
     .alias('h', 'help')
@@ -55,11 +68,10 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await parser.parseAsync();
   } catch (err) {
-    if (err instanceof MkpiError) {
-      printError(err, argv.includes('--json'), 'usage');
-      process.exitCode = EXIT.USAGE;
-      return;
-    }
-    throw err;
+    const e = err instanceof MkpiError ? err : new MkpiError('MKPI_INTERNAL', String(err), { cause: err });
+    const command = NAMES.find((n) => argv.includes(n)) ?? 'musickpi';
+    const shape = errorShape(e, e.code === 'MKPI_USAGE' ? 'usage' : null);
+    printFailure(command, shape, argv.includes('--json') ? errorJson(command, shape) : undefined, e.cause);
+    process.exitCode = exitCodeFor(e.code);
   }
 }

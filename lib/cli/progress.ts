@@ -18,12 +18,12 @@ function fmtRows(n: number): string {
   return String(n);
 }
 
-export function createProgress(opts: { quiet: boolean; stream?: NodeJS.WriteStream }): Progress {
+export function createProgress(opts: { quiet: boolean; interactive: boolean; stream?: NodeJS.WriteStream }): Progress {
   const stream = opts.stream ?? process.stderr;
   if (opts.quiet) return { event() {}, log() {}, warn() {}, stop() {} };
   // A spinner only on a real terminal of known width: ora's redraw divides by the width, and on a
   // 0-column pseudo-terminal (`script`, `docker exec -t`, some CI runners) it never finishes a frame.
-  const tty = Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && !process.env.CI;
+  const tty = opts.interactive && Boolean(stream.isTTY) && (stream.columns ?? 0) > 0;
   let spinner: Ora | undefined;
   let streamStart = 0;
   let lastLine = 0;

@@ -1,41 +1,43 @@
 // What every command needs around the library: signals, the lake, the warehouse (with the
-// embedded server's lifecycle), fault injection for tests, and turning outcomes into exit codes.
+// embedded server's lifecycle), test hooks, and cleanup. Everything comes from the resolved
+// configuration; nothing here reads the environment.
 
-import { resolve } from 'node:path';
 import type { Lake } from '../domain/lake.js';
 import { openLake } from '../adapters/lake/open.js';
 import { HookedLake } from '../testing/hooked-lake.js';
 import { testHooks } from '../testing/hooks.js';
 import { openWarehouse } from '../adapters/warehouse/open.js';
 import type { Warehouse } from '../domain/warehouse.js';
-import { MkpiError, redact, toMkpiError } from '../domain/errors.js';
+import { MkpiError, redact } from '../domain/errors.js';
 import type { FaultPoint } from '../pipeline/pipeline.js';
 import { exitCodeFor } from './exit-codes.js';
 import { createProgress, type Progress } from './progress.js';
-import { s3Options, type LakeArgs, type OutputArgs, type WarehouseArgs } from './options.js';
+import { required, type Config } from './config.js';
 
 export interface Runtime {
+  config: Readonly<Config>;
   signal: AbortSignal;
   progress: Progress;
   /** The signal that interrupted the command, if any. */
   interruptedBy(): NodeJS.Signals | undefined;
-  openLake(args: LakeArgs): Lake;
-  openWarehouse(args: WarehouseArgs): Promise<Warehouse>;
+  /** The lake of the configuration (opened once, closed by the runtime). */
+  lake(): Lake;
+  /** The warehouse of the configuration (opened once, closed and stopped by the runtime). */
+  warehouse(): Promise<Warehouse>;
   /** Test-only hooks (see testHooks); undefined in production. */
   fault: ((point: FaultPoint) => void | Promise<void>) | undefined;
 }
 
 /**
- * Runs one command body and returns its exit code. The body returns the error code of its
- * outcome (undefined for success); anything it throws is reported here.
+ * Runs `body` with a runtime and always cleans up. Throws what the body throws, turned into
+ * MKPI_INTERRUPTED when a signal stopped it.
  */
-export async function withRuntime(
-  args: OutputArgs & { home?: string },
-  body: (rt: Runtime) => Promise<string | undefined>,
-  onError: (err: MkpiError) => void,
-): Promise<number> {
+export async function withRuntime<T>(
+  config: Readonly<Config>,
+  body: (rt: Runtime) => Promise<T>,
+): Promise<{ value: T; interrupted: NodeJS.Signals | undefined }> {
   const controller = new AbortController();
-  const progress = createProgress({ quiet: args.quiet });
+  const progress = createProgress({ quiet: config.output.quiet, interactive: config.output.interactive });
   const closers: (() => Promise<void>)[] = [];
   let interrupted: NodeJS.Signals | undefined;
 
@@ -55,46 +57,57 @@ export async function withRuntime(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const home = resolve(args.home ?? '.musickpi');
-  const hooks = testHooks(process.env, controller.signal);
+  const hooks = testHooks(config.testEnv, controller.signal);
+  let lake: Lake | undefined;
+  let warehouse: Promise<Warehouse> | undefined;
   const rt: Runtime = {
+    config,
     signal: controller.signal,
     progress,
     interruptedBy: () => interrupted,
-    openLake(a) {
-      const lake = openLake(a.lake, s3Options(a));
-      closers.push(() => lake.close());
-      return hooks ? new HookedLake(lake, hooks.fault, hooks.wants) : lake;
+    lake() {
+      if (lake) return lake;
+      const c = required(config.lake, 'lake');
+      const opened = openLake(c.uri, c.s3);
+      closers.push(() => opened.close());
+      lake = hooks ? new HookedLake(opened, hooks.fault, hooks.wants) : opened;
+      return lake;
     },
-    async openWarehouse(a) {
-      if (a.warehouse && /^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(a.warehouse)) {
-        progress.warn('a password in --warehouse is visible in the process list; prefer PGPASSWORD or ~/.pgpass');
-      }
-      const opened = await openWarehouse({
-        warehouse: a.warehouse,
-        env: process.env,
-        schema: a.schema,
-        home,
-        log: (l: string) => progress.log(l),
-      });
-      closers.push(() => opened.stop());
-      if (opened.embedded) progress.log(`using the embedded PostgreSQL in ${home}`);
-      return opened.warehouse;
+    warehouse() {
+      warehouse ??= (async () => {
+        const c = required(config.warehouse, 'warehouse');
+        if (c.url && /^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(c.url)) {
+          progress.warn('a password in --warehouse is visible in the process list; prefer PGPASSWORD or ~/.pgpass');
+        }
+        const opened = await openWarehouse({
+          warehouse: c.url,
+          env: c.env,
+          schema: c.schema,
+          home: c.home,
+          connectRetryMs: c.connectRetryMs,
+          log: (l: string) => progress.log(l),
+          warn: (l: string) => progress.warn(l),
+        });
+        closers.push(() => opened.stop());
+        if (opened.embedded) {
+          if (c.homeWarning) progress.warn(c.homeWarning);
+          progress.log(`using the embedded PostgreSQL in ${c.home}`);
+        }
+        return opened.warehouse;
+      })();
+      return warehouse;
     },
     fault: hooks?.fault,
   };
 
-  let code: number;
   try {
-    const errorCode = await body(rt);
-    code = exitCodeFor(errorCode, interrupted);
+    const value = await body(rt);
+    return { value, interrupted };
   } catch (err) {
-    const e = controller.signal.aborted
-      ? new MkpiError('MKPI_INTERRUPTED', `interrupted by ${interrupted}`, { cause: err })
-      : toMkpiError(err);
-    progress.stop();
-    onError(e);
-    code = exitCodeFor(e.code, interrupted);
+    if (controller.signal.aborted) {
+      throw new MkpiError('MKPI_INTERRUPTED', `interrupted by ${interrupted}`, { cause: err, details: { signal: interrupted } });
+    }
+    throw err;
   } finally {
     progress.stop();
     for (const close of closers.reverse()) {
@@ -102,20 +115,5 @@ export async function withRuntime(
     }
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-  }
-  return code;
-}
-
-export function printError(err: MkpiError, json: boolean, command: string): void {
-  if (json) {
-    process.stdout.write(
-      JSON.stringify({ command, ok: false, error: { code: err.code, message: redact(err.message), hint: err.hint ?? null } }, null, 2) +
-        '\n',
-    );
-  }
-  process.stderr.write(`musickpi ${command}: ${err.code}: ${redact(err.message)}\n`);
-  if (err.hint) process.stderr.write(`  hint: ${redact(err.hint)}\n`);
-  if (err.code === 'MKPI_INTERNAL' && err.cause instanceof Error && err.cause.stack) {
-    process.stderr.write(redact(err.cause.stack) + '\n');
   }
 }

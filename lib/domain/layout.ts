@@ -7,6 +7,10 @@ export interface LakeLayout {
   streams: string;
   /** Prefix of archived stream files, with a trailing '/'. */
   archive: string;
+  /** Prefix retracted stream files move to, with a trailing '/'; never read as input. */
+  retracted: string;
+  /** Whether stream files in folders under `streams` are read too. */
+  recursive: boolean;
 }
 
 export const DEFAULT_LAYOUT: LakeLayout = {
@@ -14,6 +18,8 @@ export const DEFAULT_LAYOUT: LakeLayout = {
   users: 'users.csv',
   streams: 'streams/',
   archive: 'streams/archived/',
+  retracted: 'streams/retracted/',
+  recursive: false,
 };
 
 export function normalisePrefix(p: string): string {

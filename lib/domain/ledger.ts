@@ -25,4 +25,9 @@ export interface LedgerEntry {
    * Absent/null until archived (and in ledgers written before it was recorded).
    */
   archivedFingerprint?: string | null;
+  /**
+   * When `musickpi retract` took the file back out (ISO time); null/absent while it counts.
+   * A retracted file's dates were recomputed without it, and the same bytes are never loaded again.
+   */
+  retractedAt?: string | null;
 }

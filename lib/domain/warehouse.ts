@@ -21,6 +21,11 @@ export interface LoadBatch {
    */
   retire?: { fileKey: string; fingerprint: string }[];
   /**
+   * Ledger rows to mark retracted in the same transaction (`musickpi retract`): they stay in the
+   * ledger, with retractedAt set, and no longer count. Their dates are among the batch's dates.
+   */
+  retract?: { fileKey: string; fingerprint: string }[];
+  /**
    * Called at each step of the load (the CLI's interruption checks and the tests' fault points
    * go through it): 'mid-copy' inside the first COPY, once its first chunk has reached the
    * server; 'staged' after every COPY; 'mid-merge' between the two tables' merges (or after the

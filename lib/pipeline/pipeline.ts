@@ -4,13 +4,13 @@
 import type { Lake } from '../domain/lake.js';
 import { KPI_TABLES, type KpiTable } from '../domain/kpi.js';
 import { type LedgerEntry } from '../domain/ledger.js';
-import { type Warehouse, type RunLock } from '../domain/warehouse.js';
+import { type Warehouse, type RunLock, type LoadBatch } from '../domain/warehouse.js';
 import { MkpiError, toMkpiError } from '../domain/errors.js';
 import { FileMatcher, filesToReread, repairTwins, listStreamFiles, locate, planPending, type PendingFile } from '../stages/plan.js';
 import { type LakeLayout } from '../domain/layout.js';
 import { loadDimensions, scanStreamFile, type StreamScan } from '../stages/scan.js';
 import { create, ordinalRanks, result, type KpiState } from '../stages/reduce.js';
-import { RejectSink } from '../stages/rejects.js';
+import { RejectSink, pruneRejectFolders } from '../stages/rejects.js';
 import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel, type ParallelOptions } from './parallel-scan.js';
 import { archiveLoaded, type ArchiveFault } from '../stages/archive.js';
 import { buildBatch } from '../stages/load.js';
@@ -18,6 +18,8 @@ import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS } from '../domain/rejec
 import { type Dimensions } from '../stages/validate.js';
 import { dateToDay, dayToDate } from '../domain/listen-time.js';
 import { newReport, setError, zeroReasons, type Command, type RunReport, type Stage } from './report.js';
+import type { KpiResult } from '../stages/reduce.js';
+import type { Plan } from '../stages/plan.js';
 
 /**
  * Test-only points, in run order, at which `fault` is called (the CLI kills itself there under
@@ -53,8 +55,16 @@ export interface PipelineOptions {
   dryRun?: boolean;
   maxBadRows?: number;
   maxOrphanRows?: number;
-  /** Lake key of the rejects CSV, or null to write none. */
+  /** Key of the rejects CSV (in `rejectsLake`, else in the lake), or null to write none. */
   rejectsKey?: string | null;
+  /** Another store for the rejects (a local folder, an s3:// URI); default: the lake. */
+  rejectsLake?: Lake;
+  /** After publishing, keep only the newest `keep` run folders under `prefix` (rejects/<run id>/). */
+  pruneRejects?: { prefix: string; keep: number };
+  /** Let this lake take over a schema whose ledger belongs to another lake (a moved lake). */
+  adoptLake?: boolean;
+  /** `retract`: the keys of the loaded files to take back out (their key when loaded, or archived). */
+  retract?: string[];
   runId: string;
   signal?: AbortSignal;
   onEvent?: (e: PipelineEvent) => void;
@@ -89,197 +99,417 @@ function asPipelineError(err: unknown, signal: AbortSignal | undefined): MkpiErr
   return toMkpiError(err);
 }
 
-export async function runPipeline(opts: PipelineOptions): Promise<RunReport> {
-  const kpis = opts.kpis ?? [...KPI_TABLES];
-  const report = newReport(opts.command, opts.runId, opts.lake.root, kpis, opts.dryRun ?? false);
-  report.warehouse = opts.warehouse?.description ?? null;
-  const timer = new Timer(report);
-  let lock: RunLock | undefined;
-  const emit = (e: PipelineEvent) => opts.onEvent?.(e);
-  const warn = (message: string) => {
-    report.warnings.push(message);
-    emit({ type: 'warn', message });
-  };
-  try {
-    if (opts.command !== 'validate') {
-      if (!opts.warehouse) throw new MkpiError('MKPI_INTERNAL', `${opts.command} needs a warehouse`);
-      if (!report.dryRun) {
-        lock = await opts.warehouse.acquireRunLock();
-        await opts.fault?.('after-lock');
-      }
-    }
-    if (opts.command === 'archive') {
-      await archiveStage(opts, report, timer, emit);
-    } else {
-      await computeStage(opts, kpis, report, timer, emit, warn);
-      if (opts.command === 'run' && !report.dryRun) await archiveStage(opts, report, timer, emit);
-    }
-    report.ok = true;
-  } catch (err) {
-    setError(report, asPipelineError(err, opts.signal));
-  } finally {
-    if (lock) await lock.release().catch(() => undefined);
-    timer.done();
-  }
-  return report;
+/** What the steps of one run share: each step reads what earlier steps left and adds its part. */
+interface Run {
+  opts: PipelineOptions;
+  kpis: KpiTable[];
+  report: RunReport;
+  timer: Timer;
+  emit: (e: PipelineEvent) => void;
+  warn: (message: string) => void;
+  /** The step running now, recorded with an error. */
+  step: string;
+  lock?: RunLock;
+  /** The ledger's files that count (twins repaired), or undefined when this command does not use it. */
+  ledger?: LedgerEntry[];
+  /** The ledger's retracted files: never loaded again, never re-read. */
+  retractedEntries: LedgerEntry[];
+  /** `retract`: the entries being taken out. */
+  retracting: LedgerEntry[];
+  repair: ReturnType<typeof repairTwins>;
+  plan?: Plan;
+  rejects?: RejectSink;
+  dims?: Dimensions;
+  state?: KpiState;
+  scans: StreamScan[];
+  byTable: Record<KpiTable, Set<string>>;
+  result?: KpiResult;
 }
 
-async function archiveStage(opts: PipelineOptions, report: RunReport, timer: Timer, emit: (e: PipelineEvent) => void): Promise<void> {
-  const warehouse = opts.warehouse!;
+type Step = { name: string; run: (r: Run) => Promise<void> | void };
+
+const step = (name: string, run: (r: Run) => Promise<void> | void): Step => ({ name, run });
+
+/** The run lock, held to the end of the run (a dry run writes nothing and takes none). */
+const lockStep = step('lock', async (r) => {
+  if (r.report.dryRun) return;
+  r.lock = await warehouseOf(r).acquireRunLock();
+  await r.opts.fault?.('after-lock');
+});
+
+/** The schema's tables brought up to date, and the ledger tied to this lake (docs/contract.md#lake-identity). */
+const claimStep = step('claim', async (r) => {
+  const warehouse = warehouseOf(r);
+  const lake = r.opts.lake.root;
+  if (!r.report.dryRun) {
+    await warehouse.init();
+    await warehouse.claimLake(lake, { adopt: r.opts.adoptLake ?? false });
+    return;
+  }
+  // A dry run creates nothing, but still refuses a ledger that belongs to another lake.
+  const owner = await warehouse.lakeClaim();
+  if (owner !== null && owner !== lake && !r.opts.adoptLake) {
+    throw new MkpiError('MKPI_CONFIG', `schema holds the ledger of lake ${owner}; this run's lake is ${lake}`, {
+      hint: 'give this lake its own --schema, or pass --adopt-lake if the lake moved',
+    });
+  }
+});
+
+const ledgerStep = step('list', async (r) => {
+  const warehouse = warehouseOf(r);
+  const all = !r.report.dryRun || (await warehouse.isInitialised()) ? await warehouse.readLedger() : [];
+  r.retractedEntries = all.filter((e) => e.retractedAt);
+  const ledger = all.filter((e) => !e.retractedAt);
+  r.repair = repairTwins(ledger, r.kpis, r.warn);
+  r.ledger = r.repair.ledger;
+});
+
+const planStep = step('list', async (r) => {
+  const { lake, layout, signal } = r.opts;
+  r.emit({ type: 'stage', stage: 'list', message: `listing ${lake.root}/${layout.streams}` });
+  const listing = await r.timer.stage('list', () => listStreamFiles(lake, layout));
+  r.report.ignored = listing.ignored;
+  if (listing.ignored.length > 0) {
+    const shown = listing.ignored.slice(0, 5).join(', ') + (listing.ignored.length > 5 ? `, … (${listing.ignored.length - 5} more)` : '');
+    r.warn(`${listing.ignored.length} object(s) under ${layout.streams} are not stream files and were ignored: ${shown}`);
+  }
+  await r.opts.fault?.('after-list');
+  checkAborted(signal);
+  if (r.ledger === undefined) {
+    r.plan = { pending: listing.files.map((obj): PendingFile => ({ obj, entry: undefined, missing: r.kpis })), alreadyLoaded: [] };
+    return;
+  }
+  const plan = await planPending(listing.files, new FileMatcher(lake, layout, [...r.ledger, ...r.retractedEntries], signal), r.kpis);
+  // A copy of a retracted file (the same key and bytes) stays out: retracting it meant it.
+  const retracted = (e: LedgerEntry | undefined) => Boolean(e?.retractedAt);
+  for (const p of [...plan.pending, ...plan.alreadyLoaded]) {
+    if (!retracted(p.entry)) continue;
+    r.report.skippedRetracted.push(p.obj.key);
+    r.warn(`${p.obj.key} is a retracted file (the same bytes); it is not loaded again. Remove it, or deliver a corrected file`);
+  }
+  r.plan = {
+    pending: plan.pending.filter((p) => !retracted(p.entry)),
+    alreadyLoaded: plan.alreadyLoaded.filter((p) => !retracted(p.entry)),
+  };
+});
+
+const dimensionsStep = step('dimensions', async (r) => {
+  const { lake, layout, signal } = r.opts;
+  if (r.opts.rejectsKey) r.rejects = new RejectSink();
+  r.emit({ type: 'stage', stage: 'dimensions', message: 'loading songs and users' });
+  const { dims, songs, users } = await r.timer.stage('dimensions', () =>
+    loadDimensions(lake, { songs: layout.songs, users: layout.users }, { signal, rejects: r.rejects }),
+  );
+  r.report.dimensions = { songs, users };
+  r.report.totals.duplicateSongs = songs.duplicates;
+  r.report.totals.duplicateUsers = users.duplicates;
+  if (songs.duplicates > 0) r.warn(`${layout.songs}: ${songs.duplicates} duplicate track_id row(s); the first row of each wins`);
+  if (users.duplicates > 0) r.warn(`${layout.users}: ${users.duplicates} duplicate user_id row(s); the first row of each wins`);
+  for (const d of [songs, users]) {
+    const bad = Object.values(d.rejected).reduce((a, b) => a + b, 0);
+    if (bad > 0) r.warn(`${d.file}: ${bad} invalid row(s) left out of the dimension`);
+    if (d.duplicateHeaders.length > 0)
+      r.warn(`${d.file}: repeated header name(s) ${d.duplicateHeaders.join(', ')}; the first column of each is used`);
+  }
+  r.dims = dims;
+  r.state = create(dims.trackCount, dims.userCount);
+});
+
+const scanStep = step('streams', async (r) => {
+  const plan = r.plan!;
+  r.scans = await r.timer.stage('streams', () => scanPending(r.opts, plan.pending, r.dims!, r.state!, r.report, r.rejects, r.emit));
+  for (const p of plan.alreadyLoaded) {
+    r.report.files.push({
+      name: p.obj.key,
+      bytes: p.obj.size,
+      rows: p.entry.rows,
+      complete: 0,
+      rejected: zeroReasons(),
+      dates: p.entry.dates,
+      status: 'already_loaded',
+    });
+  }
+  await r.opts.fault?.('after-scan');
+});
+
+/** Published before the gates, so that a run the circuit breaker stops still shows why. */
+const rejectsStep = step('rejects', async (r) => {
+  const { rejectsKey, signal } = r.opts;
+  if (!r.rejects || !rejectsKey) return;
+  const target = r.opts.rejectsLake ?? r.opts.lake;
+  if (await r.rejects.publish(target, rejectsKey, signal)) {
+    r.report.rejectsOutput = r.opts.rejectsLake ? joinRoot(target.root, rejectsKey) : rejectsKey;
+  }
+  const prune = r.opts.pruneRejects;
+  if (prune) {
+    const removed = await pruneRejectFolders(r.opts.lake, prune.prefix, prune.keep, signal).catch((err: unknown) => {
+      r.warn(`could not prune old rejects under ${prune.prefix}: ${toMkpiError(err).message}`);
+      return 0;
+    });
+    if (removed > 0) r.emit({ type: 'info', message: `removed ${removed} old rejects folder(s) under ${prune.prefix}` });
+  }
+});
+
+/** The circuit breaker (docs/contract.md#gates): schema errors, then bad rows and orphans over their thresholds. */
+const gateStep = step('validate', (r) => {
+  const schemaErrors = r.scans.filter((s) => s.schemaError);
+  if (schemaErrors.length > 0) {
+    const first = schemaErrors[0].schemaError!;
+    throw new MkpiError(
+      'MKPI_SCHEMA',
+      schemaErrors.length === 1 ? first.message : `${schemaErrors.length} stream files fail schema validation; first: ${first.message}`,
+      { hint: first.hint, details: { files: schemaErrors.map((s) => s.key) } },
+    );
+  }
+  gate(r.opts, r.report, r.warn);
+});
+
+/** Dates to recompute, per table, and the loaded files that carry them (late files, docs/contract.md#late-files). */
+const lateDatesStep = step('reread', async (r) => {
+  const plan = r.plan!;
+  const scanByKey = new Map(r.scans.map((s) => [s.key, s]));
+  for (const p of plan.pending) {
+    const s = scanByKey.get(p.obj.key)!;
+    for (const t of p.missing) for (const d of s.days) r.byTable[t].add(dayToDate(d));
+  }
+  // Dates a twin row counted twice are recomputed with the twin gone.
+  for (const twin of r.repair.retire) for (const t of twin.tables) for (const d of twin.dates) r.byTable[t].add(d);
+  await rereadDates(r, plan.pending);
+});
+
+const computeStep = step('compute', async (r) => {
+  r.emit({ type: 'stage', stage: 'compute', message: 'computing KPIs' });
+  const allDates = new Set([...r.byTable.hourly, ...r.byTable.genre]);
+  const days = new Set([...allDates].map(dateToDay));
+  const dims = r.dims!;
+  r.result = await r.timer.stage('compute', () =>
+    Promise.resolve(result(r.state!, dims, { days, artistRank: ordinalRanks(dims.artists), trackRank: ordinalRanks(dims.trackIds) })),
+  );
+  for (const t of KPI_TABLES) r.report.datesRecomputed[t] = [...r.byTable[t]].sort();
+});
+
+const loadStep = step('load', async (r) => {
+  const { opts, report, plan } = r;
+  const batch = buildBatch(opts.runId, r.kpis, r.byTable, r.result!, plan!.pending, new Map(r.scans.map((s) => [s.key, s])));
+  if (r.repair.retire.length > 0) {
+    batch.retire = r.repair.retire.map((e) => ({ fileKey: e.fileKey, fingerprint: e.fingerprint }));
+    batch.ledger.push(...r.repair.keepers);
+    report.ledgerRepaired = r.repair.retire.map((e) => e.fileKey);
+  }
+  report.rowsWritten.hourly_kpis = batch.hourly?.rows.length ?? 0;
+  report.rowsWritten.genre_level_kpis = batch.genre?.rows.length ?? 0;
+  if (report.dryRun || (plan!.pending.length === 0 && r.repair.retire.length === 0)) return;
+  await commitLoad(r, batch);
+});
+
+const archiveStep = step('archive', async (r) => {
+  const { opts, report, timer, emit } = r;
+  const warehouse = warehouseOf(r);
   if (report.dryRun) return;
   if (!(await warehouse.isInitialised())) return;
-  // `archive` alone never ran init(): bring an older ledger up to date (idempotent, cheap).
-  if (opts.command === 'archive') await warehouse.init();
   emit({ type: 'stage', stage: 'archive', message: 'archiving loaded stream files' });
   await timer.stage('archive', () =>
     archiveLoaded(opts.lake, warehouse, opts.layout, {
       fault: opts.fault,
       signal: opts.signal,
-      onSkip: (key, reason) => {
-        const message = `${key} not archived: ${reason}`;
-        report.warnings.push(message);
-        emit({ type: 'warn', message });
-      },
+      onSkip: (key, reason) => r.warn(`${key} not archived: ${reason}`),
       onFile: (f) => {
         report.archived.push(f);
-        if (f.renamed) {
-          const message = `${f.from}: an archived file of that name already exists with other content; kept as ${f.to}`;
-          report.warnings.push(message);
-          emit({ type: 'warn', message });
-        }
+        if (f.renamed) r.warn(`${f.from}: an archived file of that name already exists with other content; kept as ${f.to}`);
       },
     }),
   );
-}
+});
 
-async function computeStage(
-  opts: PipelineOptions,
-  kpis: KpiTable[],
-  report: RunReport,
-  timer: Timer,
-  emit: (e: PipelineEvent) => void,
-  warn: (m: string) => void,
-): Promise<void> {
-  const { lake, layout, signal } = opts;
-  const warehouse = opts.warehouse;
-  const validateOnly = opts.command === 'validate';
+/** `archive` alone: its own claim only when the schema exists (archive never creates one). */
+const archiveClaimStep = step('claim', async (r) => {
+  if (r.report.dryRun || !(await warehouseOf(r).isInitialised())) return;
+  await claimStep.run(r);
+});
 
-  let ledger: LedgerEntry[] = [];
-  if (warehouse && !validateOnly) {
-    if (!report.dryRun) await warehouse.init();
-    if (!report.dryRun || (await warehouse.isInitialised())) ledger = await warehouse.readLedger();
-  }
-
-  emit({ type: 'stage', stage: 'list', message: `listing ${lake.root}/${layout.streams}` });
-  const listing = await timer.stage('list', () => listStreamFiles(lake, layout));
-  report.ignored = listing.ignored;
-  if (listing.ignored.length > 0) {
-    warn(`${listing.ignored.length} object(s) under ${layout.streams} are not stream files and were ignored`);
-  }
-  await opts.fault?.('after-list');
-  checkAborted(signal);
-
-  const repair = validateOnly ? { ledger, retire: [], keepers: [] } : repairTwins(ledger, kpis, warn);
-  ledger = repair.ledger;
-  const plan = validateOnly
-    ? { pending: listing.files.map((obj): PendingFile => ({ obj, entry: undefined, missing: kpis })), alreadyLoaded: [] }
-    : await planPending(listing.files, new FileMatcher(lake, layout, ledger, signal), kpis);
-
-  const rejects = opts.rejectsKey ? new RejectSink() : undefined;
-  try {
-    emit({ type: 'stage', stage: 'dimensions', message: 'loading songs and users' });
-    const { dims, songs, users } = await timer.stage('dimensions', () =>
-      loadDimensions(lake, { songs: layout.songs, users: layout.users }, { signal, rejects }),
-    );
-    report.dimensions = { songs, users };
-    report.totals.duplicateSongs = songs.duplicates;
-    report.totals.duplicateUsers = users.duplicates;
-    if (songs.duplicates > 0) warn(`${layout.songs}: ${songs.duplicates} duplicate track_id row(s); the first row of each wins`);
-    if (users.duplicates > 0) warn(`${layout.users}: ${users.duplicates} duplicate user_id row(s); the first row of each wins`);
-    for (const d of [songs, users]) {
-      const bad = Object.values(d.rejected).reduce((a, b) => a + b, 0);
-      if (bad > 0) warn(`${d.file}: ${bad} invalid row(s) left out of the dimension`);
-      if (d.duplicateHeaders.length > 0)
-        warn(`${d.file}: repeated header name(s) ${d.duplicateHeaders.join(', ')}; the first column of each is used`);
-    }
-
-    const state = create(dims.trackCount, dims.userCount);
-    const scans = await timer.stage('streams', () => scanPending(opts, plan.pending, dims, state, report, rejects, emit));
-    for (const p of plan.alreadyLoaded) {
-      report.files.push({
-        name: p.obj.key,
-        bytes: p.obj.size,
-        rows: p.entry.rows,
-        complete: 0,
-        rejected: zeroReasons(),
-        dates: p.entry.dates,
-        status: 'already_loaded',
+/** `retract`: which loaded files go, and the dates (per table) to recompute without them. */
+const retractPlanStep = step('retract', (r) => {
+  const keys = r.opts.retract ?? [];
+  if (keys.length === 0) throw new MkpiError('MKPI_USAGE', 'retract needs the key of at least one loaded file');
+  const ledger = r.ledger ?? [];
+  for (const key of keys) {
+    const found = ledger.filter((e) => e.fileKey === key || e.archivedKey === key);
+    if (found.length === 0) {
+      const done = r.retractedEntries.filter((e) => e.fileKey === key || e.archivedKey === key);
+      if (done.length > 0) {
+        r.warn(`${key} was retracted already`);
+        r.retracting.push(...done.filter((e) => !r.retracting.includes(e)));
+        continue;
+      }
+      throw new MkpiError('MKPI_NO_INPUT', `${key} is not a loaded file`, {
+        hint: 'give the key the file was loaded under (streams/…) or archived under; `musickpi status` lists them',
       });
     }
-    await opts.fault?.('after-scan');
-
-    // Published before the gates, so that a run the circuit breaker stops still shows why.
-    if (rejects && (await rejects.publish(lake, opts.rejectsKey!, signal))) report.rejectsOutput = opts.rejectsKey!;
-
-    const schemaErrors = scans.filter((s) => s.schemaError);
-    if (schemaErrors.length > 0) {
-      const first = schemaErrors[0].schemaError!;
-      throw new MkpiError(
-        'MKPI_SCHEMA',
-        schemaErrors.length === 1 ? first.message : `${schemaErrors.length} stream files fail schema validation; first: ${first.message}`,
-        { hint: first.hint, details: { files: schemaErrors.map((s) => s.key) } },
-      );
-    }
-    gate(opts, report, warn);
-    if (validateOnly) return;
-
-    // Dates to recompute, per table: every date a file pending for that table carries.
-    const byTable: Record<KpiTable, Set<string>> = { hourly: new Set(), genre: new Set() };
-    const scanByKey = new Map(scans.map((s) => [s.key, s]));
-    for (const p of plan.pending) {
-      const s = scanByKey.get(p.obj.key)!;
-      for (const t of p.missing) for (const d of s.days) byTable[t].add(dayToDate(d));
-    }
-    // Dates a twin row counted twice are recomputed with the twin gone.
-    for (const twin of repair.retire) for (const t of twin.tables) for (const d of twin.dates) byTable[t].add(d);
-    const allDates = new Set([...byTable.hourly, ...byTable.genre]);
-    const reread = filesToReread(ledger, plan.pending, allDates);
-    if (reread.length > 0) {
-      emit({ type: 'stage', stage: 'reread', message: `re-reading ${reread.length} loaded file(s) for late dates` });
-      await timer.stage('reread', () => rereadFiles(opts, reread, allDates, dims, state, report));
-    }
-
-    emit({ type: 'stage', stage: 'compute', message: 'computing KPIs' });
-    const days = new Set([...allDates].map(dateToDay));
-    const res = await timer.stage('compute', () =>
-      Promise.resolve(result(state, dims, { days, artistRank: ordinalRanks(dims.artists), trackRank: ordinalRanks(dims.trackIds) })),
-    );
-    for (const t of KPI_TABLES) report.datesRecomputed[t] = [...byTable[t]].sort();
-    const batch = buildBatch(opts.runId, kpis, byTable, res, plan.pending, scanByKey);
-    if (repair.retire.length > 0) {
-      batch.retire = repair.retire.map((e) => ({ fileKey: e.fileKey, fingerprint: e.fingerprint }));
-      batch.ledger.push(...repair.keepers);
-      report.ledgerRepaired = repair.retire.map((e) => e.fileKey);
-    }
-    report.rowsWritten.hourly_kpis = batch.hourly?.rows.length ?? 0;
-    report.rowsWritten.genre_level_kpis = batch.genre?.rows.length ?? 0;
-    if (report.dryRun || (plan.pending.length === 0 && repair.retire.length === 0)) return;
-
-    checkAborted(signal);
-    emit({ type: 'stage', stage: 'load', message: `loading into ${warehouse!.description}` });
-    await timer.stage('load', () =>
-      warehouse!.load({
-        ...batch,
-        onStep: async (step) => {
-          await opts.fault?.(step === 'committed' ? 'after-commit' : step);
-          if (step !== 'committed') checkAborted(signal);
-        },
-      }),
-    );
-    report.loaded = true;
-  } finally {
-    rejects?.dispose();
+    for (const e of found) if (!r.retracting.includes(e)) r.retracting.push(e);
   }
+  const gone = new Set(r.retracting);
+  r.ledger = ledger.filter((e) => !gone.has(e));
+  for (const e of r.retracting) if (!e.retractedAt) for (const t of e.tables) for (const d of e.dates) r.byTable[t].add(d);
+  // Only the tables that held a retracted file are written.
+  r.kpis = KPI_TABLES.filter((t) => r.byTable[t].size > 0);
+  r.report.kpis = r.kpis;
+});
+
+const retractRereadStep = step('reread', (r) => rereadDates(r, []));
+
+const retractLoadStep = step('load', async (r) => {
+  const { opts, report } = r;
+  const batch = buildBatch(opts.runId, r.kpis, r.byTable, r.result!, [], new Map());
+  batch.retract = r.retracting.filter((e) => !e.retractedAt).map((e) => ({ fileKey: e.fileKey, fingerprint: e.fingerprint }));
+  report.rowsWritten.hourly_kpis = batch.hourly?.rows.length ?? 0;
+  report.rowsWritten.genre_level_kpis = batch.genre?.rows.length ?? 0;
+  if (report.dryRun || batch.retract.length === 0) return;
+  await commitLoad(r, batch);
+});
+
+/**
+ * Retracted files move out of streams/ and the archive, to the retracted prefix. After the
+ * commit: a file that could not move stays where it is, and the ledger keeps it out anyway.
+ */
+const moveRetractedStep = step('retract', async (r) => {
+  const { lake, layout, signal } = r.opts;
+  for (const e of r.retracting) {
+    const obj = await locate(lake, layout, e, signal).catch(() => undefined);
+    if (!obj) {
+      r.report.retracted.push({ file: e.fileKey, from: null, to: null });
+      if (!r.report.dryRun) r.warn(`${e.fileKey}: retracted in the warehouse; its file is no longer in the lake`);
+      continue;
+    }
+    if (obj.key.startsWith(layout.retracted)) {
+      r.report.retracted.push({ file: e.fileKey, from: obj.key, to: obj.key });
+      continue;
+    }
+    const rel = e.fileKey.startsWith(layout.streams) ? e.fileKey.slice(layout.streams.length) : e.fileKey;
+    const to = layout.retracted + rel;
+    if (r.report.dryRun) {
+      r.report.retracted.push({ file: e.fileKey, from: obj.key, to });
+      continue;
+    }
+    let outcome = await lake.moveNoOverwrite(obj.key, to, { expectFingerprint: obj.fingerprint });
+    let dest = to;
+    if (outcome === 'exists') {
+      dest = `${to}~${e.fingerprint.replace(/[^A-Za-z0-9]/g, '').slice(0, 12)}`;
+      outcome = await lake.moveNoOverwrite(obj.key, dest, { expectFingerprint: obj.fingerprint });
+    }
+    if (outcome === 'moved') r.report.retracted.push({ file: e.fileKey, from: obj.key, to: dest });
+    else {
+      r.report.retracted.push({ file: e.fileKey, from: obj.key, to: null });
+      r.warn(`${obj.key}: retracted in the warehouse but not moved (${outcome}); it is never loaded again either way`);
+    }
+  }
+});
+
+const COMPUTE_STEPS = [
+  lockStep,
+  claimStep,
+  ledgerStep,
+  planStep,
+  dimensionsStep,
+  scanStep,
+  rejectsStep,
+  gateStep,
+  lateDatesStep,
+  computeStep,
+  loadStep,
+];
+
+/** The steps each command is made of, in order. */
+export const COMMAND_STEPS: Record<Command, readonly Step[]> = {
+  validate: [planStep, dimensionsStep, scanStep, rejectsStep, gateStep],
+  compute: COMPUTE_STEPS,
+  run: [...COMPUTE_STEPS, archiveStep],
+  archive: [lockStep, archiveClaimStep, archiveStep],
+  retract: [
+    lockStep,
+    claimStep,
+    ledgerStep,
+    retractPlanStep,
+    dimensionsStep,
+    retractRereadStep,
+    computeStep,
+    retractLoadStep,
+    moveRetractedStep,
+  ],
+};
+
+export async function runPipeline(opts: PipelineOptions): Promise<RunReport> {
+  const kpis = opts.kpis ?? [...KPI_TABLES];
+  const report = newReport(opts.command, opts.runId, opts.lake.root, kpis, opts.dryRun ?? false);
+  report.warehouse = opts.warehouse?.description ?? null;
+  const emit = (e: PipelineEvent) => opts.onEvent?.(e);
+  const r: Run = {
+    opts,
+    kpis,
+    report,
+    timer: new Timer(report),
+    emit,
+    warn: (message: string) => {
+      report.warnings.push(message);
+      emit({ type: 'warn', message });
+    },
+    step: 'start',
+    retractedEntries: [],
+    retracting: [],
+    repair: { ledger: [], retire: [], keepers: [] },
+    scans: [],
+    byTable: { hourly: new Set(), genre: new Set() },
+  };
+  try {
+    if (opts.command !== 'validate' && !opts.warehouse) throw new MkpiError('MKPI_INTERNAL', `${opts.command} needs a warehouse`);
+    for (const s of COMMAND_STEPS[opts.command]) {
+      r.step = s.name;
+      await s.run(r);
+    }
+    report.ok = true;
+  } catch (err) {
+    setError(report, asPipelineError(err, opts.signal), r.step);
+  } finally {
+    r.rejects?.dispose();
+    if (r.lock) await r.lock.release().catch(() => undefined);
+    r.timer.done();
+  }
+  return report;
+}
+
+function warehouseOf(r: Run): Warehouse {
+  if (!r.opts.warehouse) throw new MkpiError('MKPI_INTERNAL', `${r.opts.command} needs a warehouse`);
+  return r.opts.warehouse;
+}
+
+function joinRoot(root: string, key: string): string {
+  return root.endsWith('/') ? root + key : `${root}/${key}`;
+}
+
+/** The one load transaction; interruptions are honoured up to the commit, never after. */
+async function commitLoad(r: Run, batch: Omit<LoadBatch, 'onStep'>): Promise<void> {
+  const { opts } = r;
+  checkAborted(opts.signal);
+  const warehouse = warehouseOf(r);
+  r.emit({ type: 'stage', stage: 'load', message: `loading into ${warehouse.description}` });
+  await r.timer.stage('load', () =>
+    warehouse.load({
+      ...batch,
+      onStep: async (s) => {
+        await opts.fault?.(s === 'committed' ? 'after-commit' : s);
+        if (s !== 'committed') checkAborted(opts.signal);
+      },
+    }),
+  );
+  r.report.loaded = true;
+}
+
+/** Re-reads the loaded files (other than `exclude`) that carry a date being recomputed. */
+async function rereadDates(r: Run, exclude: PendingFile[]): Promise<void> {
+  const allDates = new Set([...r.byTable.hourly, ...r.byTable.genre]);
+  const reread = filesToReread(r.ledger ?? [], exclude, allDates);
+  if (reread.length === 0) return;
+  r.emit({ type: 'stage', stage: 'reread', message: `re-reading ${reread.length} loaded file(s) for late dates` });
+  await r.timer.stage('reread', () => rereadFiles(r.opts, reread, allDates, r.dims!, r.state!, r.report));
 }
 
 async function scanPending(

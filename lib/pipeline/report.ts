@@ -8,8 +8,8 @@ import type { KpiTable } from '../domain/kpi.js';
 import type { MkpiError } from '../domain/errors.js';
 import { redact } from '../domain/errors.js';
 
-export type Command = 'run' | 'validate' | 'compute' | 'archive';
-export type Stage = 'list' | 'dimensions' | 'streams' | 'reread' | 'compute' | 'load' | 'archive' | 'total';
+export type Command = 'run' | 'validate' | 'compute' | 'archive' | 'retract';
+export type Stage = 'list' | 'dimensions' | 'streams' | 'reread' | 'compute' | 'load' | 'archive' | 'retract' | 'total';
 
 export interface FileReport {
   name: string;
@@ -29,11 +29,20 @@ export interface RereadReport {
   rowsUsed: number;
 }
 
+/** A failure as every command reports it (the CLI's --json uses this shape for all commands). */
+export interface ReportError {
+  code: string;
+  message: string;
+  hint: string | null;
+  /** Where it failed: a pipeline stage, 'connect', or 'config' before anything ran. */
+  stage: string | null;
+}
+
 export interface RunReport {
   command: Command;
   runId: string;
   ok: boolean;
-  error: { code: string; message: string; hint: string | null } | null;
+  error: ReportError | null;
   lake: string;
   warehouse: string | null;
   kpis: KpiTable[];
@@ -59,6 +68,10 @@ export interface RunReport {
   /** Files whose twin ledger rows this run removed (their dates were counted twice before). */
   ledgerRepaired: string[];
   archived: ArchivedFile[];
+  /** Files `retract` took back out (in a dry run: would take), and where each file moved. */
+  retracted: { file: string; from: string | null; to: string | null }[];
+  /** Files in streams/ that are copies of retracted files: never loaded again. */
+  skippedRetracted: string[];
   rejectsOutput: string | null;
   warnings: string[];
   timings: Partial<Record<Stage, number>>;
@@ -98,15 +111,17 @@ export function newReport(command: Command, runId: string, lake: string, kpis: K
     loaded: false,
     ledgerRepaired: [],
     archived: [],
+    retracted: [],
+    skippedRetracted: [],
     rejectsOutput: null,
     warnings: [],
     timings: {},
   };
 }
 
-export function setError(report: RunReport, err: MkpiError): void {
+export function setError(report: RunReport, err: MkpiError, stage: string | null = null): void {
   report.ok = false;
-  report.error = { code: err.code, message: redact(err.message), hint: err.hint ? redact(err.hint) : null };
+  report.error = { code: err.code, message: redact(err.message), hint: err.hint ? redact(err.hint) : null, stage };
 }
 
 export function newRunId(now = new Date()): string {

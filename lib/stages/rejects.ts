@@ -152,3 +152,31 @@ export class RejectSink implements RejectWriter {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/** Run ids as newRunId makes them (20241201T031500Z-abc123): sortable by time. */
+const RUN_FOLDER = /^\d{8}T\d{6}Z-[a-z0-9]+$/;
+
+/**
+ * Keeps the newest `keep` run folders of rejects under `prefix` (rejects/<run id>/) and removes
+ * the older ones, so that a daily job's rejects do not pile up. Folders not named like a run id
+ * are never touched. Returns how many folders were removed.
+ */
+export async function pruneRejectFolders(lake: Lake, prefix: string, keep: number, signal?: AbortSignal): Promise<number> {
+  if (keep <= 0) return 0;
+  const byFolder = new Map<string, string[]>();
+  for (const obj of await lake.list(prefix)) {
+    const folder = obj.key.slice(prefix.length).split('/')[0];
+    if (!RUN_FOLDER.test(folder) || !obj.key.slice(prefix.length).includes('/')) continue;
+    const keys = byFolder.get(folder);
+    if (keys) keys.push(obj.key);
+    else byFolder.set(folder, [obj.key]);
+  }
+  const old = [...byFolder.keys()].sort().reverse().slice(keep);
+  for (const folder of old) {
+    for (const key of byFolder.get(folder)!) {
+      if (signal?.aborted) return 0;
+      await lake.remove(key);
+    }
+  }
+  return old.length;
+}

@@ -20,6 +20,8 @@ export interface OpenWarehouseOptions {
   schema: string;
   home: string;
   log?: (l: string) => void;
+  /** Warnings the user must see (e.g. the embedded data moved to another folder). */
+  warn?: (l: string) => void;
   /**
    * How long connecting to a PostgreSQL given by URL or PG* variables retries failures that
    * may heal by themselves (refused, reset, timed out, starting up, too many connections)

@@ -1,108 +1,117 @@
-// The body shared by run / validate / compute / archive: build options, run the library,
-// print the report (JSON or summary), return the outcome's error code.
+// The body shared by run / validate / compute / archive: pipeline options from the resolved
+// configuration, the library run, and its report as the outcome (JSON and summary).
 
+import { isAbsolute } from 'node:path';
+import { tmpdir } from 'node:os';
 import { REOPEN_MODULE } from '../../adapters/lake/reopen.js';
+import { openLake } from '../../adapters/lake/open.js';
+import { LocalLake } from '../../adapters/lake/local.js';
 import { runPipeline } from '../../pipeline/pipeline.js';
 import { newReport, newRunId, setError, type Command } from '../../pipeline/report.js';
-import { MkpiError, redact, toMkpiError } from '../../domain/errors.js';
-import {
-  checkCount,
-  layoutFrom,
-  s3Options,
-  parseKpis,
-  rejectsKey,
-  type ComputeArgs,
-  type LakeArgs,
-  type OutputArgs,
-  type WarehouseArgs,
-} from '../options.js';
-import { printError, type Runtime } from '../runtime.js';
-import type { Argv, CommandModule } from 'yargs';
-import { execute } from '../execute.js';
+import type { Lake } from '../../domain/lake.js';
+import { normalisePrefix } from '../../domain/layout.js';
+import { KPI_TABLES } from '../../domain/kpi.js';
+import { required, type Config } from '../config.js';
+import type { Runtime } from '../runtime.js';
+import { commandModule, type CommandOutcome, type ErrorShape } from '../execute.js';
 import { summary } from '../output.js';
+import { toMkpiError } from '../../domain/errors.js';
 
-export type PipelineArgs = LakeArgs & WarehouseArgs & OutputArgs & Partial<ComputeArgs>;
+/** Rejects of a run under this prefix, one folder per run id, pruned to --keep-rejects. */
+export const REJECTS_PREFIX = 'rejects/';
 
-export async function pipelineCommand(command: Command, args: PipelineArgs, rt: Runtime): Promise<string | undefined> {
+interface RejectsPlan {
+  lake?: Lake;
+  key: string;
+  prune?: { prefix: string; keep: number };
+}
+
+/**
+ * Where this run's rejects CSV goes. An s3:// or file:// URI, or an absolute path, is taken as
+ * it is; a relative path is a folder in the lake. Without --rejects, a loading run writes
+ * rejects/<run id>/ in the lake, and a run that must not write to the lake (validate, a dry run)
+ * a folder under the system's temp folder, printed in the report.
+ */
+function rejectsPlan(config: Readonly<Config>, runId: string, writesLake: boolean): RejectsPlan {
+  const r = required(config.rejects, 'rejects');
+  const target = r.target;
+  if (target === undefined) {
+    if (!writesLake) return { lake: new LocalLake(tmpdir()), key: `musickpi-rejects-${runId}/rejects.csv` };
+    return { key: `${REJECTS_PREFIX}${runId}/rejects.csv`, prune: r.keep > 0 ? { prefix: REJECTS_PREFIX, keep: r.keep } : undefined };
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target) || isAbsolute(target)) {
+    return { lake: openLake(target, required(config.lake, 'lake').s3), key: 'rejects.csv' };
+  }
+  return { key: `${normalisePrefix(target)}rejects.csv` };
+}
+
+export async function pipelineCommand(command: Command, rt: Runtime): Promise<CommandOutcome> {
+  const config = rt.config;
+  const lakeConfig = required(config.lake, 'lake');
+  const compute = config.compute;
   const runId = newRunId();
-  const kpis = parseKpis(args.kpis ?? 'hourly,genre');
-  checkCount('max-bad-rows', args['max-bad-rows']);
-  checkCount('max-orphan-rows', args['max-orphan-rows']);
-  const workers = args.workers === undefined ? undefined : checkWorkers(args.workers);
-  const layout = layoutFrom(args);
-  const dryRun = Boolean(args['dry-run']);
-  // Rejects are written by loading commands, and by any command when --rejects names a folder.
-  const writesRejects = args.rejects !== undefined || ((command === 'run' || command === 'compute') && !dryRun);
-  const lake = rt.openLake(args);
+  const kpis = compute?.kpis ?? [...KPI_TABLES];
+  const dryRun = compute?.dryRun ?? false;
+  const lake = rt.lake();
   let warehouse;
   try {
-    warehouse = command === 'validate' ? undefined : await rt.openWarehouse(args);
+    warehouse = command === 'validate' ? undefined : await rt.warehouse();
   } catch (err) {
-    // Still one JSON report on stdout, so scripts parse failures the same way.
+    // Still one run report, so scripts parse failures the same way.
     const e = toMkpiError(err);
     const report = newReport(command, runId, lake.root, kpis, dryRun);
-    setError(report, e);
-    if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    else printError(e, false, command);
-    return e.code;
+    setError(report, e, 'connect');
+    return outcome(report);
   }
+  const rejects = config.rejects ? rejectsPlan(config, runId, (command === 'run' || command === 'compute') && !dryRun) : undefined;
   const report = await runPipeline({
     command,
     lake,
-    layout,
+    layout: lakeConfig.layout,
     warehouse,
     kpis,
     dryRun,
-    maxBadRows: args['max-bad-rows'] ?? 0,
-    maxOrphanRows: args['max-orphan-rows'] ?? Infinity,
-    rejectsKey: writesRejects ? rejectsKey(args, runId) : null,
+    adoptLake: config.warehouse?.adoptLake ?? false,
+    ...(command === 'retract' ? { retract: [...config.positional] } : {}),
+    maxBadRows: compute?.maxBadRows ?? 0,
+    maxOrphanRows: compute?.maxOrphanRows ?? Infinity,
+    rejectsKey: rejects?.key ?? null,
+    rejectsLake: rejects?.lake,
+    pruneRejects: rejects?.prune,
     runId,
     signal: rt.signal,
     onEvent: (e) => rt.progress.event(e),
     fault: rt.fault,
-    // Worker threads reopen the lake themselves: the same URI and S3 options as rt.openLake.
+    // Worker threads reopen the lake themselves: the same URI and S3 options as rt.lake().
     parallel: {
-      lake: {
-        module: REOPEN_MODULE,
-        uri: args.lake,
-        s3: s3Options(args),
-      },
-      ...(workers !== undefined ? { workers } : {}),
+      lake: { module: REOPEN_MODULE, uri: lakeConfig.uri, s3: lakeConfig.s3 },
+      ...(compute?.workers !== undefined ? { workers: compute.workers } : {}),
     },
   });
   rt.progress.stop();
-  if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-  else process.stdout.write(summary(report));
-  if (report.error && !args.json) {
-    process.stderr.write(`musickpi ${command}: ${report.error.code}: ${redact(report.error.message)}\n`);
-  }
-  return report.error?.code;
+  return outcome(report);
 }
 
-function checkWorkers(v: number): number {
-  if (!(Number.isInteger(v) && v >= 0 && v <= 64)) {
-    throw new MkpiError('MKPI_USAGE', '--workers must be a whole number from 0 to 64', {
-      hint: '0 or 1: the main thread reads every stream file alone',
-    });
-  }
-  return v;
+function outcome(report: ReturnType<typeof newReport>): CommandOutcome {
+  return { json: report, text: summary(report), error: report.error ?? undefined };
+}
+
+/** A pipeline command that failed before its report existed still answers with a run report. */
+export function failureReport(command: Command) {
+  return (config: Readonly<Config> | undefined, error: ErrorShape) => {
+    const report = newReport(command, newRunId(), config?.lake?.uri ?? '', config?.compute?.kpis ?? [...KPI_TABLES], false);
+    report.error = error;
+    return report;
+  };
 }
 
 /** A yargs command module for one of the pipeline commands. */
-export function pipelineModule(
-  command: Command,
-  describe: string,
-  builder: (y: Argv) => Argv<unknown>,
-  examples: [string, string][],
-): CommandModule<object, PipelineArgs> {
-  return {
+export function pipelineModule(command: Command, describe: string, examples: [string, string][]) {
+  return commandModule({
     command,
     describe,
-    builder: (y: Argv) => {
-      let b = builder(y);
-      for (const [cmd, text] of examples) b = b.example(cmd, text);
-      return b as unknown as Argv<PipelineArgs>;
-    },
-    handler: (args) => execute(args, command, (rt) => pipelineCommand(command, args, rt)),
-  };
+    examples,
+    run: (rt) => pipelineCommand(command, rt),
+    failureJson: failureReport(command),
+  });
 }

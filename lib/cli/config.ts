@@ -1,0 +1,460 @@
+// The one place configuration is resolved: flags > MUSICKPI_* variables > defaults, validated
+// and frozen before any side effect (no server started, no lake opened). It is also the only
+// reader of the process environment: everything else receives the slice it needs from here.
+//
+// Each command takes a fixed set of options (COMMAND_OPTIONS); a MUSICKPI_* variable of an option
+// the command does not take is ignored, so one environment can be shared by a DAG's tasks.
+
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { MkpiError } from '../domain/errors.js';
+import { KPI_TABLES, type KpiTable } from '../domain/kpi.js';
+import type { LakeConnectOptions } from '../domain/lake.js';
+import { DEFAULT_LAYOUT, normalisePrefix, type LakeLayout } from '../domain/layout.js';
+
+type Kind = 'string' | 'number' | 'boolean';
+
+interface OptionSpec {
+  kind: Kind;
+  describe: string;
+  group?: string;
+  /** The default applied when neither the flag nor its variable is set. */
+  default?: string | number | boolean;
+  /** Shown in --help when the default is not a plain value. */
+  defaultText?: string;
+  alias?: string;
+  /** Never printed, never enumerable in the resolved configuration. */
+  secret?: boolean;
+}
+
+const LAKE = 'Lake:';
+const S3 = 'S3 (credentials: AWS default chain):';
+const WAREHOUSE = 'Warehouse:';
+const COMPUTE = 'Compute:';
+const OUTPUT = 'Output:';
+
+/** Every option of every command. */
+export const OPTIONS = {
+  lake: { kind: 'string', describe: 'lake root: a folder or s3://bucket/prefix', group: LAKE },
+  songs: { kind: 'string', describe: 'songs file, relative to the lake', group: LAKE, default: DEFAULT_LAYOUT.songs },
+  users: { kind: 'string', describe: 'users file, relative to the lake', group: LAKE, default: DEFAULT_LAYOUT.users },
+  streams: { kind: 'string', describe: 'folder of new stream files', group: LAKE, default: DEFAULT_LAYOUT.streams },
+  archive: { kind: 'string', describe: 'folder archived stream files move to', group: LAKE, default: DEFAULT_LAYOUT.archive },
+  recursive: {
+    kind: 'boolean',
+    describe: 'also read stream files in folders under the streams folder (date folders, dt= partitions)',
+    group: LAKE,
+    default: false,
+  },
+  rejects: {
+    kind: 'string',
+    describe: 'where the rejects CSV goes: a folder in the lake, a local path or an s3:// URI',
+    group: LAKE,
+    defaultText: 'rejects/<run id>/ in the lake',
+  },
+  'keep-rejects': {
+    kind: 'number',
+    describe: 'rejects/<run id>/ folders kept in the lake; older ones are removed (0: keep all)',
+    group: LAKE,
+    default: 30,
+  },
+  's3-endpoint': { kind: 'string', describe: 'endpoint of an S3-compatible store', group: S3 },
+  's3-region': { kind: 'string', describe: 'S3 region', group: S3, defaultText: 'AWS_REGION, AWS_DEFAULT_REGION' },
+  's3-force-path-style': { kind: 'boolean', describe: 'path-style S3 URLs (MinIO, Ceph)', group: S3, default: false },
+  warehouse: {
+    kind: 'string',
+    describe: 'postgresql:// URL (put the password in PGPASSWORD or ~/.pgpass, not here)',
+    group: WAREHOUSE,
+    defaultText: 'DATABASE_URL, then PG* variables, then the embedded PostgreSQL',
+    secret: true,
+  },
+  schema: { kind: 'string', describe: 'schema of the KPI tables and the ledger', group: WAREHOUSE, default: 'reporting_schema' },
+  home: {
+    kind: 'string',
+    describe: "folder of the embedded PostgreSQL's data (used when no warehouse is configured)",
+    group: WAREHOUSE,
+    defaultText: '$XDG_DATA_HOME/musickpi or ~/.local/share/musickpi',
+  },
+  'connect-timeout': {
+    kind: 'number',
+    describe: 'seconds to keep retrying a warehouse that refuses connections before exit 69',
+    group: WAREHOUSE,
+    default: 30,
+  },
+  'adopt-lake': {
+    kind: 'boolean',
+    describe: "let this lake take over the schema's ledger (after moving a lake)",
+    group: WAREHOUSE,
+    default: false,
+  },
+  kpis: { kind: 'string', describe: 'KPI tables to compute: hourly, genre', group: COMPUTE, default: KPI_TABLES.join(',') },
+  'dry-run': { kind: 'boolean', describe: 'read, validate and compute; write nothing, move nothing', group: COMPUTE, default: false },
+  'max-bad-rows': { kind: 'number', describe: 'bad stream rows tolerated before the run fails (exit 65)', group: COMPUTE, default: 0 },
+  'max-orphan-rows': {
+    kind: 'number',
+    describe: 'orphan rows tolerated before the run fails (exit 65)',
+    group: COMPUTE,
+    defaultText: 'no limit: orphans only warn',
+  },
+  workers: {
+    kind: 'number',
+    describe: 'worker threads reading stream files beside the main thread (0: the main thread alone)',
+    group: COMPUTE,
+    defaultText: 'min(2, cores)',
+  },
+  json: { kind: 'boolean', describe: 'print the result as one line of JSON on stdout', group: OUTPUT, default: false },
+  quiet: { kind: 'boolean', alias: 'q', describe: 'no progress or log lines on stderr', group: OUTPUT, default: false },
+  silent: {
+    kind: 'boolean',
+    alias: 's',
+    describe: 'print nothing at all when the command succeeds (cron); failures still print',
+    group: OUTPUT,
+    default: false,
+  },
+  csv: { kind: 'boolean', describe: 'print CSV', group: OUTPUT, default: false },
+} as const satisfies Record<string, OptionSpec>;
+
+export type OptionName = keyof typeof OPTIONS;
+export type CommandName = 'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract';
+
+const OUT = ['json', 'quiet', 'silent'] as const;
+const LAKE_ROOT = ['lake', 'streams', 'archive', 'recursive', 's3-endpoint', 's3-region', 's3-force-path-style'] as const;
+const DIMENSIONS = ['songs', 'users'] as const;
+const REJECTS = ['rejects', 'keep-rejects'] as const;
+const WH = ['warehouse', 'schema', 'home', 'connect-timeout'] as const;
+const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers'] as const;
+
+export const COMMAND_OPTIONS = {
+  run: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...WH, 'adopt-lake', 'kpis', 'dry-run', ...GATES, ...OUT],
+  compute: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...WH, 'adopt-lake', 'kpis', 'dry-run', ...GATES, ...OUT],
+  validate: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...GATES, ...OUT],
+  archive: [...LAKE_ROOT, ...WH, 'adopt-lake', 'dry-run', ...OUT],
+  retract: [...LAKE_ROOT, ...DIMENSIONS, ...WH, 'dry-run', ...OUT],
+  status: [...LAKE_ROOT, ...WH, 'json', 'quiet'],
+  init: [...WH, ...OUT],
+  query: [...WH, 'json', 'csv', 'quiet'],
+} as const satisfies Record<CommandName, readonly OptionName[]>;
+
+/** The environment variable of an option: --max-bad-rows → MUSICKPI_MAX_BAD_ROWS. */
+export function envName(option: string): string {
+  return 'MUSICKPI_' + option.toUpperCase().replace(/-/g, '_');
+}
+
+export function optionSpec(name: OptionName): OptionSpec {
+  return OPTIONS[name];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resolved configuration
+
+export interface OutputConfig {
+  json: boolean;
+  quiet: boolean;
+  silent: boolean;
+  /** Progress may draw a spinner (a terminal, and not CI). */
+  interactive: boolean;
+}
+
+export interface LakeConfig {
+  uri: string;
+  s3: LakeConnectOptions;
+  layout: LakeLayout;
+}
+
+export interface RejectsConfig {
+  /** Explicit target (a lake folder, a local path or an s3:// URI), or undefined for rejects/<run id>/. */
+  target: string | undefined;
+  keep: number;
+}
+
+export interface WarehouseConfig {
+  schema: string;
+  /** Folder of the embedded warehouse, absolute. */
+  home: string;
+  /** Why the home is not the per-user default, when it is not (printed as a warning). */
+  homeWarning: string | undefined;
+  connectRetryMs: number;
+  adoptLake: boolean;
+  /** The --warehouse / MUSICKPI_WAREHOUSE URL (not enumerable: it may hold a password). */
+  readonly url: string | undefined;
+  /** DATABASE_URL and PG* variables, for the warehouse adapter (not enumerable). */
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+export interface ComputeConfig {
+  kpis: KpiTable[];
+  dryRun: boolean;
+  maxBadRows: number;
+  maxOrphanRows: number;
+  workers: number | undefined;
+}
+
+export interface Config {
+  command: CommandName;
+  output: OutputConfig;
+  lake: LakeConfig | undefined;
+  rejects: RejectsConfig | undefined;
+  warehouse: WarehouseConfig | undefined;
+  compute: ComputeConfig | undefined;
+  /** MKPI_TEST_* variables (test hooks; empty in production). */
+  testEnv: Readonly<Record<string, string>>;
+  /** Positional arguments of the command (query's SQL, retract's keys). */
+  positional: readonly string[];
+  csv: boolean;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function usage(message: string, hint?: string): MkpiError {
+  return new MkpiError('MKPI_USAGE', message, { hint });
+}
+
+/** Where an option's value came from, for messages that name what the user typed. */
+type Source = { value: unknown; from: string } | undefined;
+
+function pick(name: OptionName, argv: Record<string, unknown>, env: Env): Source {
+  let v = argv[name];
+  // A flag given twice: the last one wins, as in most Unix tools.
+  if (Array.isArray(v)) v = v[v.length - 1];
+  if (v !== undefined) return { value: v, from: `--${name}` };
+  const e = env[envName(name)];
+  if (e !== undefined && e !== '') return { value: e, from: envName(name) };
+  return undefined;
+}
+
+function asString(name: OptionName, s: Source): string | undefined {
+  if (!s) {
+    const d = (OPTIONS[name] as OptionSpec).default;
+    return d === undefined ? undefined : String(d);
+  }
+  const v = String(s.value).trim();
+  if (v === '') throw usage(`${s.from} needs a value`);
+  return v;
+}
+
+function asNumber(name: OptionName, s: Source, range: { min: number; max?: number }): number | undefined {
+  const raw = asString(name, s);
+  if (raw === undefined) return undefined;
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(Number.isSafeInteger(n) && n >= range.min && (range.max === undefined || n <= range.max))) {
+    const limits = range.max === undefined ? `≥ ${range.min}` : `from ${range.min} to ${range.max}`;
+    throw usage(`${s?.from ?? `--${name}`} must be a whole number ${limits}, not ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+function asBoolean(name: OptionName, s: Source): boolean {
+  if (!s) return Boolean((OPTIONS[name] as OptionSpec).default);
+  if (typeof s.value === 'boolean') return s.value;
+  const v = String(s.value).trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw usage(`${s.from} must be true or false, not ${JSON.stringify(s.value)}`);
+}
+
+export function parseKpis(raw: string, from = '--kpis'): KpiTable[] {
+  const names = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const bad = names.filter((n) => !(KPI_TABLES as readonly string[]).includes(n));
+  if (names.length === 0 || bad.length > 0) {
+    throw usage(`${from}: unknown KPI table ${bad.join(', ') || '(none given)'}`, `choose from ${KPI_TABLES.join(', ')}`);
+  }
+  return KPI_TABLES.filter((t) => names.includes(t));
+}
+
+function checkRelative(from: string, v: string): string {
+  // Backslashes count as separators too: a key must not climb out of the lake on any OS.
+  if (/^[\\/]/.test(v) || v.split(/[\\/]/).includes('..') || v.includes('\0')) {
+    throw usage(`${from} must be a path inside the lake (relative, no ..): ${v}`);
+  }
+  return v;
+}
+
+function layoutOf(argv: Record<string, unknown>, env: Env, takes: (o: OptionName) => boolean): LakeLayout {
+  const rel = (name: 'songs' | 'users' | 'streams' | 'archive') => {
+    const s = takes(name) ? pick(name, argv, env) : undefined;
+    return checkRelative(s?.from ?? `--${name}`, asString(name, s) ?? DEFAULT_LAYOUT[name]);
+  };
+  const streams = normalisePrefix(rel('streams'));
+  const archive = normalisePrefix(rel('archive'));
+  if (archive === streams) throw usage(`--archive must differ from --streams (both are ${streams || 'the lake root'})`);
+  return {
+    ...DEFAULT_LAYOUT,
+    songs: rel('songs'),
+    users: rel('users'),
+    streams,
+    archive,
+    recursive: asBoolean('recursive', pick('recursive', argv, env)),
+  };
+}
+
+/**
+ * The embedded warehouse's home: the flag or variable, else a fixed per-user data folder (the
+ * XDG base directory spec), never the current folder: cron starts in $HOME, Airflow's
+ * BashOperator in a fresh temp folder, and a warehouse there would be lost or duplicated.
+ */
+function homeOf(s: Source, env: Env, cwd: string): { home: string; warning: string | undefined } {
+  const given = asString('home', s);
+  if (given !== undefined) return { home: resolve(cwd, given), warning: undefined };
+  const xdg = env.XDG_DATA_HOME;
+  if (xdg && isAbsolute(xdg)) return { home: join(xdg, 'musickpi'), warning: undefined };
+  const user = env.HOME || safeHomedir();
+  if (user && isAbsolute(user)) return { home: join(user, '.local', 'share', 'musickpi'), warning: undefined };
+  const fallback = join(cwd, '.musickpi');
+  return {
+    home: fallback,
+    warning: `no per-user data folder (neither XDG_DATA_HOME nor HOME is set): the embedded warehouse lives in ${fallback}; set --home or MUSICKPI_HOME to keep it in one place`,
+  };
+}
+
+function safeHomedir(): string | undefined {
+  try {
+    return homedir();
+  } catch {
+    return undefined;
+  }
+}
+
+function hidden<T extends object>(target: T, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: false, writable: false });
+}
+
+export interface ResolveOptions {
+  env?: Env;
+  cwd?: string;
+  /** Whether stderr is a terminal of known, non-zero width. */
+  stderrIsTerminal?: boolean;
+  positional?: readonly string[];
+}
+
+/**
+ * Resolves a command's configuration. `argv` holds the flags as parsed (yargs, with no defaults
+ * and no environment: a key is present only when the flag was given).
+ */
+export function resolveConfig(command: CommandName, argv: Record<string, unknown>, opts: ResolveOptions = {}): Readonly<Config> {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  const names: readonly OptionName[] = COMMAND_OPTIONS[command];
+  const takes = (o: OptionName) => names.includes(o);
+  const get = (o: OptionName) => (takes(o) ? pick(o, argv, env) : undefined);
+
+  const json = asBoolean('json', get('json'));
+  const silent = asBoolean('silent', get('silent'));
+  const output: OutputConfig = Object.freeze({
+    json,
+    silent,
+    quiet: silent || asBoolean('quiet', get('quiet')),
+    interactive: Boolean(opts.stderrIsTerminal) && !env.CI,
+  });
+
+  let lake: LakeConfig | undefined;
+  if (takes('lake')) {
+    const uri = asString('lake', get('lake'));
+    if (uri === undefined) throw usage(`musickpi ${command} needs --lake (or ${envName('lake')})`, 'a folder or s3://bucket/prefix');
+    lake = Object.freeze({
+      uri,
+      layout: Object.freeze(layoutOf(argv, env, takes)),
+      s3: Object.freeze({
+        endpoint: asString('s3-endpoint', get('s3-endpoint')),
+        region: asString('s3-region', get('s3-region')) ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined),
+        forcePathStyle: asBoolean('s3-force-path-style', get('s3-force-path-style')) || undefined,
+      }),
+    });
+  }
+
+  const rejects: RejectsConfig | undefined = takes('rejects')
+    ? Object.freeze({
+        target: asString('rejects', get('rejects')),
+        keep: asNumber('keep-rejects', get('keep-rejects'), { min: 0 }) ?? 0,
+      })
+    : undefined;
+  if (rejects?.target !== undefined && lake && !/^[a-z][a-z0-9+.-]*:\/\//i.test(rejects.target) && !isAbsolute(rejects.target)) {
+    const folder = normalisePrefix(checkRelative('--rejects', rejects.target));
+    // A rejects CSV inside streams/ would be read as a stream file (and fail its schema) on every later run.
+    for (const inner of [lake.layout.streams, lake.layout.archive]) {
+      if (folder === inner || inner === '' || folder.startsWith(inner)) {
+        throw usage(
+          `--rejects ${folder} is inside the stream folder ${inner || '(the lake root)'}`,
+          'pick a folder outside streams/, e.g. the default rejects/<run id>/',
+        );
+      }
+    }
+  }
+
+  let warehouse: WarehouseConfig | undefined;
+  if (takes('schema')) {
+    const { home, warning } = homeOf(get('home'), env, cwd);
+    const w = {
+      schema: asString('schema', get('schema'))!,
+      home,
+      homeWarning: warning,
+      connectRetryMs: (asNumber('connect-timeout', get('connect-timeout'), { min: 0, max: 3600 }) ?? 30) * 1000,
+      adoptLake: asBoolean('adopt-lake', get('adopt-lake')),
+    } as WarehouseConfig;
+    hidden(w, 'url', asString('warehouse', get('warehouse')));
+    const pgEnv: Record<string, string | undefined> = {};
+    for (const k of ['DATABASE_URL', 'PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD', 'PGPASSFILE']) pgEnv[k] = env[k];
+    hidden(w, 'env', Object.freeze(pgEnv));
+    warehouse = Object.freeze(w);
+  }
+
+  let compute: ComputeConfig | undefined;
+  if (takes('max-bad-rows') || takes('kpis') || takes('dry-run')) {
+    const kpisSource = get('kpis');
+    compute = Object.freeze({
+      kpis: parseKpis(asString('kpis', kpisSource) ?? KPI_TABLES.join(','), kpisSource?.from),
+      dryRun: asBoolean('dry-run', get('dry-run')),
+      maxBadRows: asNumber('max-bad-rows', get('max-bad-rows'), { min: 0 }) ?? 0,
+      maxOrphanRows: asNumber('max-orphan-rows', get('max-orphan-rows'), { min: 0 }) ?? Infinity,
+      workers: asNumber('workers', get('workers'), { min: 0, max: 64 }),
+    });
+  }
+
+  const testEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (k.startsWith('MKPI_TEST_') && v !== undefined) testEnv[k] = v;
+
+  return Object.freeze({
+    command,
+    output,
+    lake,
+    rejects,
+    warehouse,
+    compute,
+    testEnv: Object.freeze(testEnv),
+    positional: Object.freeze([...(opts.positional ?? [])]),
+    csv: takes('csv') ? asBoolean('csv', get('csv')) : false,
+  });
+}
+
+/** A section every caller of a command knows is there (its command takes those options). */
+export function required<T>(section: T | undefined, what: string): T {
+  if (section === undefined) throw new MkpiError('MKPI_INTERNAL', `configuration has no ${what} section`);
+  return section;
+}
+
+/** The closest known option to a mistyped one, for "did you mean". */
+export function closestOption(command: CommandName, typed: string): string | undefined {
+  const names: readonly string[] = [...COMMAND_OPTIONS[command], 'help'];
+  let best: { name: string; d: number } | undefined;
+  for (const name of names) {
+    const d = name.startsWith(typed) && typed.length >= 2 ? 0.5 : distance(typed, name);
+    if (d <= Math.max(2, Math.floor(name.length / 3)) && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}

@@ -1,0 +1,100 @@
+import { expect } from 'chai';
+import { closestOption, envName, resolveConfig } from '../../../lib/cli/config.js';
+import { MkpiError } from '../../../lib/domain/errors.js';
+
+function usageCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(MkpiError);
+    return (err as MkpiError).code;
+  }
+  throw new Error('expected a failure');
+}
+
+const HOME = { HOME: '/home/u' };
+
+describe('config: flags > MUSICKPI_* > defaults', () => {
+  it('a flag beats its variable, the variable beats the default', () => {
+    const env = { ...HOME, MUSICKPI_MAX_BAD_ROWS: '7', MUSICKPI_LAKE: '/lake' };
+    expect(resolveConfig('run', {}, { env }).compute!.maxBadRows).to.equal(7);
+    expect(resolveConfig('run', { 'max-bad-rows': '3' }, { env }).compute!.maxBadRows).to.equal(3);
+    expect(resolveConfig('run', {}, { env: { ...HOME, MUSICKPI_LAKE: '/l' } }).compute!.maxBadRows).to.equal(0);
+  });
+
+  it('a command ignores the variables of options it does not take', () => {
+    const env = { ...HOME, MUSICKPI_WAREHOUSE: 'postgresql://x@y/z', MUSICKPI_KPIS: 'nonsense', MUSICKPI_LAKE: '/l', MUSICKPI_CSV: 'maybe' };
+    const v = resolveConfig('validate', {}, { env });
+    expect(v.warehouse).to.equal(undefined);
+    expect(v.lake!.uri).to.equal('/l');
+    const q = resolveConfig('init', {}, { env: { ...HOME, MUSICKPI_LAKE: 'not used', MUSICKPI_MAX_BAD_ROWS: 'x' } });
+    expect(q.lake).to.equal(undefined);
+    expect(resolveConfig('archive', {}, { env: { ...HOME, MUSICKPI_LAKE: '/l', MUSICKPI_MAX_BAD_ROWS: 'x' } }).lake!.uri).to.equal('/l');
+  });
+
+  it('a repeated flag takes its last value', () => {
+    const c = resolveConfig('run', { lake: ['/a', '/b'], kpis: ['hourly', 'genre'] }, { env: HOME });
+    expect(c.lake!.uri).to.equal('/b');
+    expect(c.compute!.kpis).to.deep.equal(['genre']);
+  });
+
+  it('bad values are usage errors naming where they came from', () => {
+    expect(usageCode(() => resolveConfig('run', { lake: '/l', 'max-bad-rows': 'ten' }, { env: HOME }))).to.equal('MKPI_USAGE');
+    expect(usageCode(() => resolveConfig('run', { lake: '/l' }, { env: { ...HOME, MUSICKPI_WORKERS: '-1' } }))).to.equal('MKPI_USAGE');
+    expect(usageCode(() => resolveConfig('run', { lake: '/l', kpis: 'daily' }, { env: HOME }))).to.equal('MKPI_USAGE');
+    expect(usageCode(() => resolveConfig('run', { lake: '/l', songs: '../x.csv' }, { env: HOME }))).to.equal('MKPI_USAGE');
+    expect(usageCode(() => resolveConfig('run', { lake: '/l', rejects: 'streams/r' }, { env: HOME }))).to.equal('MKPI_USAGE');
+    expect(usageCode(() => resolveConfig('run', {}, { env: HOME }))).to.equal('MKPI_USAGE');
+    expect(usageCode(() => resolveConfig('run', { lake: '/l', json: 'perhaps' }, { env: HOME }))).to.equal('MKPI_USAGE');
+    try {
+      resolveConfig('run', { lake: '/l' }, { env: { ...HOME, MUSICKPI_MAX_BAD_ROWS: 'x' } });
+    } catch (err) {
+      expect((err as Error).message).to.contain('MUSICKPI_MAX_BAD_ROWS');
+    }
+  });
+
+  it('rejects may go anywhere outside the stream folders: a lake folder, an absolute path, an s3:// URI', () => {
+    for (const target of ['out/rejects', '/tmp/r', 's3://bucket/r/']) {
+      expect(resolveConfig('validate', { lake: '/l', rejects: target }, { env: HOME }).rejects!.target).to.equal(target);
+    }
+  });
+
+  it('the embedded home: flag, else $XDG_DATA_HOME/musickpi, else ~/.local/share/musickpi, never the current folder', () => {
+    const cwd = '/somewhere';
+    expect(resolveConfig('init', {}, { env: { HOME: '/home/u' }, cwd }).warehouse!.home).to.equal('/home/u/.local/share/musickpi');
+    expect(resolveConfig('init', {}, { env: { HOME: '/home/u', XDG_DATA_HOME: '/data' }, cwd }).warehouse!.home).to.equal('/data/musickpi');
+    expect(resolveConfig('init', { home: 'h' }, { env: HOME, cwd }).warehouse!.home).to.equal('/somewhere/h');
+    expect(resolveConfig('init', {}, { env: { ...HOME, MUSICKPI_HOME: '/x' }, cwd }).warehouse!.home).to.equal('/x');
+    expect(resolveConfig('init', {}, { env: HOME, cwd }).warehouse!.homeWarning).to.equal(undefined);
+  });
+
+  it('is frozen, and secrets are not enumerable (a JSON dump of it holds no password)', () => {
+    const c = resolveConfig('run', { lake: '/l', warehouse: 'postgresql://u:s3cret@h/d' }, { env: { ...HOME, PGPASSWORD: 'pw2' } });
+    expect(Object.isFrozen(c)).to.equal(true);
+    expect(Object.isFrozen(c.warehouse)).to.equal(true);
+    expect(c.warehouse!.url).to.equal('postgresql://u:s3cret@h/d');
+    expect(c.warehouse!.env.PGPASSWORD).to.equal('pw2');
+    const dump = JSON.stringify(c);
+    expect(dump).not.to.contain('s3cret');
+    expect(dump).not.to.contain('pw2');
+  });
+
+  it('--silent implies --quiet; a spinner only on a terminal and not under CI', () => {
+    const c = resolveConfig('run', { lake: '/l', silent: true }, { env: HOME });
+    expect(c.output.quiet).to.equal(true);
+    expect(resolveConfig('run', { lake: '/l' }, { env: { ...HOME, CI: 'true' }, stderrIsTerminal: true }).output.interactive).to.equal(false);
+    expect(resolveConfig('run', { lake: '/l' }, { env: HOME, stderrIsTerminal: true }).output.interactive).to.equal(true);
+  });
+
+  it('only MKPI_TEST_* variables reach the test hooks', () => {
+    const c = resolveConfig('validate', { lake: '/l' }, { env: { ...HOME, MKPI_TEST_FAULT: 'after-list', OTHER: 'x' } });
+    expect(c.testEnv).to.deep.equal({ MKPI_TEST_FAULT: 'after-list' });
+  });
+
+  it('names variables and guesses mistyped flags', () => {
+    expect(envName('max-bad-rows')).to.equal('MUSICKPI_MAX_BAD_ROWS');
+    expect(closestOption('run', 'lak')).to.equal('lake');
+    expect(closestOption('run', 'max-bad-row')).to.equal('max-bad-rows');
+    expect(closestOption('run', 'zzzzzz')).to.equal(undefined);
+  });
+});
