@@ -5,18 +5,55 @@ export interface LakeLayout {
   users: string;
   /** Prefix of new stream files, with a trailing '/'. */
   streams: string;
-  /** Prefix of archived stream files, with a trailing '/'. */
+  /** Prefix of archived stream files, with a trailing '/'. Never read as new input. */
   archive: string;
+  /**
+   * Whether stream files in folders under the streams prefix count too (`streams/2024-06-03/x.csv`,
+   * `streams/dt=2024-06-03/x.csv.gz`). Absent means false: nested objects are ignored.
+   */
+  recursive?: boolean;
+  /**
+   * Prefix of retracted stream files, with a trailing '/'. Never read as new input. Absent means
+   * `<streams>retracted/` (see retractedPrefix).
+   */
+  retracted?: string;
 }
 
+// recursive and retracted are optional so that a layout built before they existed keeps its
+// meaning: flat listing, retracted files beside the streams.
 export const DEFAULT_LAYOUT: LakeLayout = {
   songs: 'songs.csv',
   users: 'users.csv',
   streams: 'streams/',
   archive: 'streams/archived/',
+  recursive: false,
+  retracted: 'streams/retracted/',
 };
 
 export function normalisePrefix(p: string): string {
   const s = p.replace(/^\.?\/+/, '').replace(/\/+$/, '');
   return s === '' ? '' : s + '/';
+}
+
+/** Where retracted stream files go: the layout's own prefix, or `<streams>retracted/`. */
+export function retractedPrefix(layout: LakeLayout): string {
+  return layout.retracted ?? `${layout.streams}retracted/`;
+}
+
+/** Prefixes whose objects are never stream-file input: the archive and the retracted files. */
+export function excludedPrefixes(layout: LakeLayout): string[] {
+  return [layout.archive, retractedPrefix(layout)];
+}
+
+const STREAM_FILE_NAME = /\.csv(\.gz)?$/i;
+const GZIP_NAME = /\.gz$/i;
+
+/** Whether a file name (or key) is that of a stream file: `*.csv` or `*.csv.gz`, case-insensitive (contract §1.2). */
+export function isStreamFileName(name: string): boolean {
+  return STREAM_FILE_NAME.test(name);
+}
+
+/** Whether an object is read through gunzip: its name ends in `.gz`, case-insensitive (contract §1.3). */
+export function isGzipKey(key: string): boolean {
+  return GZIP_NAME.test(key);
 }
