@@ -286,6 +286,8 @@ function layoutOf(argv: Record<string, unknown>, env: Env, takes: (o: OptionName
     users: rel('users'),
     streams,
     archive,
+    // Beside the streams, wherever they are; excluded from listings like the archive.
+    retracted: `${streams}retracted/`,
     recursive: asBoolean('recursive', pick('recursive', argv, env)),
   };
 }

@@ -1,6 +1,8 @@
 // Archiving (spec §8): only files that a committed load read move, from streams/ to the
-// archive prefix, never overwriting a different file. Idempotent, so a run that died half-way
-// through is finished by the next one.
+// archive prefix, never overwriting a different file. A file keeps its path under streams/
+// (streams/2024-06-03/x.csv -> <archive>2024-06-03/x.csv, see archiveKeys), so same-named files
+// of two folders do not collide. Idempotent, so a run that died half-way through is finished by
+// the next one.
 //
 // Per file: copy (verified by the lake) → record the copy in the ledger (markArchived, with the
 // copy's own fingerprint) → delete the source. A crash between any two steps leaves the source

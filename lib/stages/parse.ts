@@ -1,6 +1,6 @@
 // RFC 4180 CSV parser (spec §1), built for throughput: a synchronous core (CsvParser) that
 // turns byte chunks into records, and thin stream shells around it (CsvParseStream,
-// parseCsv) that add backpressure and error propagation.
+// parseCsv) that add backpressure, error propagation and, for .gz files, inflating.
 //
 // Most lines of a lake file hold no quote at all, so the core finds each line with
 // indexOf('\n'), checks it against the next '"' position, and cuts it at the commas found by
@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 
 export const FLAG_OK = 0;
 /** The input ended inside a quoted field; the record holds what was read. */
@@ -401,23 +402,38 @@ export class CsvParseStream extends Transform {
 }
 
 /**
+ * Output chunk size of the gunzip stage. At zlib's default 16 KiB the parser's per-chunk cost shows:
+ * a 58 MB file (17 MB gzipped) read in 1.1 s instead of 0.75 s (plain: 0.65 s); 256 KiB gains nothing more.
+ */
+const GUNZIP_CHUNK = 64 * 1024;
+
+/**
  * Parses a byte stream, calling onRecord synchronously for each record. Resolves with the
- * number of bytes read (and, with `hash`, the SHA-256 of those bytes: a file's identity in the
- * ledger, computed on the pass that reads it anyway) once the source has ended and every record
- * was handled; rejects when the source fails, onRecord throws, or the signal aborts.
+ * number of bytes read from the source (and, with `hash`, the SHA-256 of those bytes: a file's
+ * identity in the ledger, computed on the pass that reads it anyway) once the source has ended
+ * and every record was handled; rejects when the source fails, onRecord throws, or the signal
+ * aborts.
+ *
+ * With `gunzip`, the source is gzip data (any number of members), inflated as it streams:
+ * `bytes` and `sha256` are still those of the source's bytes, the records and their line
+ * numbers those of the inflated text. Data that is not valid gzip rejects with zlib's error
+ * (isCorruptGzip tells it apart).
  */
 export async function parseCsv(
   source: Readable,
   onRecord: RecordHandler,
-  opts: CsvParserOptions & { signal?: AbortSignal; hash?: boolean } = {},
+  opts: CsvParserOptions & { signal?: AbortSignal; hash?: boolean; gunzip?: boolean } = {},
 ): Promise<{ bytes: number; sha256?: string }> {
   const parser = new CsvParser(onRecord, opts);
   const hash = opts.hash ? createHash('sha256') : undefined;
+  const gunzip = opts.gunzip === true;
   let bytes = 0;
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      bytes += chunk.length;
-      hash?.update(chunk);
+      if (!gunzip) {
+        bytes += chunk.length;
+        hash?.update(chunk);
+      }
       try {
         parser.write(chunk);
       } catch (err) {
@@ -436,6 +452,27 @@ export async function parseCsv(
       callback();
     },
   });
-  await pipeline(source, sink, { signal: opts.signal });
+  if (gunzip) {
+    // The stored bytes are counted and hashed before they are inflated.
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length;
+        hash?.update(chunk);
+        callback(null, chunk);
+      },
+    });
+    await pipeline(source, tap, createGunzip({ chunkSize: GUNZIP_CHUNK }), sink, { signal: opts.signal });
+  } else {
+    await pipeline(source, sink, { signal: opts.signal });
+  }
   return hash ? { bytes, sha256: hash.digest('hex') } : { bytes };
+}
+
+/**
+ * Whether an error is zlib's verdict on its input (bad header, bad data, a CRC mismatch,
+ * input that ends early), as opposed to a failure of the source or the consumer.
+ */
+export function isCorruptGzip(err: unknown): err is Error & { code: string; errno: number } {
+  if (!(err instanceof Error) || !('errno' in err) || !('code' in err)) return false;
+  return typeof err.errno === 'number' && typeof err.code === 'string' && /^Z_[A-Z_]+$/.test(err.code);
 }

@@ -2,7 +2,7 @@
 // read: files not yet loaded into every requested table (pending), and, for late files
 // (spec §9), already-loaded files that carry a date being recomputed.
 
-import type { LakeLayout } from '../domain/layout.js';
+import { excludedPrefixes, isStreamFileName, type LakeLayout } from '../domain/layout.js';
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { Writable } from 'node:stream';
@@ -14,24 +14,39 @@ import type { LedgerEntry } from '../domain/ledger.js';
 
 export interface StreamListing {
   files: LakeObject[];
-  /** Keys under the streams prefix that are not stream files (nested folders, other extensions). */
+  /**
+   * Keys under the streams prefix that are not read: other extensions, files in sub-folders
+   * (all of them, unless the layout is recursive; in hidden folders, even then).
+   */
   ignored: string[];
 }
 
 /**
- * Stream files are the `*.csv` objects directly under the streams prefix (spec §1). The
- * archive prefix is excluded by the lake itself, so it is never picked up as new input.
+ * Stream files (contract §1.2) are the `*.csv` and `*.csv.gz` objects directly under the streams
+ * prefix, or, when the layout is recursive, at any depth under it. The archive and retracted
+ * prefixes are excluded by the lake itself, so they are never picked up as new input.
  */
 export async function listStreamFiles(lake: Lake, layout: LakeLayout): Promise<StreamListing> {
-  const all = await lake.list(layout.streams, [layout.archive]);
+  const all = await lake.list(layout.streams, excludedPrefixes(layout));
   const files: LakeObject[] = [];
   const ignored: string[] = [];
   for (const obj of all) {
-    const rest = obj.key.slice(layout.streams.length);
-    if (!rest.includes('/') && rest.toLowerCase().endsWith('.csv')) files.push(obj);
+    const folders = obj.key.slice(layout.streams.length).split('/');
+    const name = folders.pop()!;
+    const inScope = folders.length === 0 || (layout.recursive === true && !folders.some(isHiddenFolder));
+    if (inScope && isStreamFileName(name)) files.push(obj);
     else ignored.push(obj.key);
   }
   return { files, ignored };
+}
+
+/**
+ * Folders that writers use for work in progress or metadata (Spark's `_temporary/`, `.staging/`):
+ * files in them are not (yet) data, and a file read there would count again once it is
+ * renamed to its final key.
+ */
+function isHiddenFolder(name: string): boolean {
+  return name.startsWith('.') || name.startsWith('_');
 }
 
 export function identity(key: string, fingerprint: string): string {
@@ -227,13 +242,22 @@ export function repairTwins(
   return { ledger: ledger.filter((e) => !gone.has(e)).map((e) => replaced.get(e) ?? e), retire, keepers };
 }
 
-/** Where archive puts a file: same name, or a name derived from its fingerprint when that is taken by another file. */
+/**
+ * Where archive puts a file: its path under the streams prefix, under the archive prefix
+ * (`streams/2024-06-03/x.csv` -> `<archive>2024-06-03/x.csv`); or, when that is taken by another
+ * file, the same with a name derived from its fingerprint (`x~<tag>.csv`, `x~<tag>.csv.gz`).
+ * A key outside the streams prefix (the layout changed since it was loaded) keeps its name only.
+ */
 export function archiveKeys(layout: LakeLayout, key: string, fingerprint: string): [string, string] {
-  const base = posix.basename(key);
-  const ext = posix.extname(base);
+  const rel = key.startsWith(layout.streams) ? key.slice(layout.streams.length) : posix.basename(key);
+  const slash = rel.lastIndexOf('/');
+  const dir = rel.slice(0, slash + 1);
+  const base = rel.slice(slash + 1);
+  // The whole stream-file extension stays at the end, so the other name is still read as what it is.
+  const ext = /\.csv\.gz$/i.exec(base) && base.length > '.csv.gz'.length ? base.slice(-'.csv.gz'.length) : posix.extname(base);
   const stem = base.slice(0, base.length - ext.length);
   const tag = createHash('sha256').update(fingerprint).digest('hex').slice(0, 10);
-  return [layout.archive + base, `${layout.archive}${stem}~${tag}${ext}`];
+  return [layout.archive + rel, `${layout.archive}${dir}${stem}~${tag}${ext}`];
 }
 
 /**

@@ -2,7 +2,8 @@
 // each record (validate.ts) and feeds complete rows to the reducers (reduce.ts).
 
 import type { Lake, LakeObject } from '../domain/lake.js';
-import { parseCsv } from './parse.js';
+import { isCorruptGzip, parseCsv } from './parse.js';
+import { isGzipKey } from '../domain/layout.js';
 import { MkpiError, isMkpiError } from '../domain/errors.js';
 import { addToHour, hourState, type HourState, type KpiState } from './reduce.js';
 import { IdIndex, type IdIndexData } from '../domain/id-index.js';
@@ -50,25 +51,48 @@ async function readHeaderAndRows(
 ): Promise<{ bytes: number; sha256?: string; header: ResolvedHeader }> {
   let header: ResolvedHeader | undefined;
   let pending = 0;
+  const gunzip = isGzipKey(key);
   const source = await lake.read(key, opts.signal);
-  const { bytes, sha256 } = await parseCsv(
-    source,
-    (fields, line, flag) => {
-      if (header === undefined) {
-        header = resolveHeader(key, flag === 0 ? fields : [], required);
-        return;
-      }
-      onRow(fields, line, flag, header);
-      if (++pending === PROGRESS_EVERY) {
-        opts.onRows?.(pending);
-        pending = 0;
-      }
-    },
-    { signal: opts.signal, hash: opts.hash },
-  );
+  let read: { bytes: number; sha256?: string };
+  try {
+    read = await parseCsv(
+      source,
+      (fields, line, flag) => {
+        if (header === undefined) {
+          header = resolveHeader(key, flag === 0 ? fields : [], required);
+          return;
+        }
+        onRow(fields, line, flag, header);
+        if (++pending === PROGRESS_EVERY) {
+          opts.onRows?.(pending);
+          pending = 0;
+        }
+      },
+      { signal: opts.signal, hash: opts.hash, gunzip },
+    );
+  } catch (err) {
+    if (!(gunzip && isCorruptGzip(err))) throw err;
+    // The rows read before the damage are counted: progress must add up to them.
+    if (pending > 0) opts.onRows?.(pending);
+    throw corruptGzip(key, err);
+  }
+  const { bytes, sha256 } = read;
   if (pending > 0) opts.onRows?.(pending);
   if (header === undefined) header = resolveHeader(key, null, required);
   return { bytes, sha256, header };
+}
+
+/**
+ * A `.gz` file whose bytes zlib refuses is a data error of that file, like a missing column:
+ * nothing of it can be trusted, the run loads nothing, and the operator has to replace it
+ * (contract §1.3). Rows read before the damage was found stay counted in the report.
+ */
+function corruptGzip(key: string, err: Error & { code: string }): MkpiError {
+  return new MkpiError('MKPI_SCHEMA', `${key}: not a valid gzip file (${err.message})`, {
+    hint: 'the file is damaged, cut short, or not gzip-compressed (a plain CSV must not end in .gz); replace it and run again',
+    cause: err,
+    details: { file: key, reason: 'corrupt_gzip', zlibCode: err.code },
+  });
 }
 
 function emptyCounts(reasons: readonly string[]): Record<string, number> {
@@ -211,8 +235,12 @@ export function streamDimsFrom(data: StreamDimsData): StreamDims {
 export interface StreamScan {
   key: string;
   fingerprint: string;
-  /** SHA-256 of the file's bytes: with the key, what identifies the file in the ledger. Empty on a schema error. */
+  /**
+   * SHA-256 of the file's bytes as stored (a `.gz` file's compressed bytes): with the key, what
+   * identifies the file in the ledger. Empty on a schema error.
+   */
   contentHash: string;
+  /** Bytes of the file as stored (compressed, for a `.gz` file), as `LakeObject.size` counts them. */
   bytes: number;
   rows: number;
   complete: number;

@@ -10,13 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { gzipSync } from 'node:zlib';
 
 import { expect } from 'chai';
 
 import { sameContent } from '../../lib/stages/archive.js';
 import { MkpiError } from '../../lib/domain/errors.js';
 import { LocalLake } from '../../lib/adapters/lake/local.js';
-import { parseCsv } from '../../lib/stages/parse.js';
+import { isCorruptGzip, parseCsv } from '../../lib/stages/parse.js';
 import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 import type { HourlyRow } from '../../lib/domain/kpi.js';
 import { freshDatabase } from '../support/pg.js';
@@ -156,6 +157,51 @@ describe('stream stages: slow consumers and streams destroyed midway', function 
       );
       expect((err as Error).message).to.match(/source broke midway/);
       expect(records).to.be.greaterThan(0);
+    });
+  });
+
+  describe('CSV parser on gzip input', () => {
+    const csv = Buffer.from('a,b\n' + Array.from({ length: 200_000 }, (_, i) => `"x${i}\n",${randomBytes(8).toString('hex')}\n`).join(''));
+    const gz = gzipSync(csv);
+
+    it('a slow, finely chunked gzip source gives the records of the plain text', async () => {
+      const plain: string[] = [];
+      await parseCsv(Readable.from([csv.subarray(0, 20_000)]), (f) => plain.push(f.join('|')));
+      const head = gzipSync(csv.subarray(0, 20_000));
+      const slow: string[] = [];
+      await parseCsv(slowSource(head, 3, 0), (f) => slow.push(f.join('|')), { gunzip: true });
+      expect(slow).to.deep.equal(plain);
+    });
+
+    it('an abort midway ends the read (an AbortError, as for plain text) and closes the file', async () => {
+      writeFileSync(join(dir, 'streams', 'big.csv.gz'), gz);
+      const before = openFds();
+      const ac = new AbortController();
+      let records = 0;
+      const err = await parseCsv(
+        await lake.read('streams/big.csv.gz', ac.signal),
+        () => {
+          if (++records === 1000) ac.abort();
+        },
+        { gunzip: true, signal: ac.signal },
+      ).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((err as Error).name, String(err)).to.equal('AbortError');
+      expect(isCorruptGzip(err)).to.equal(false);
+      expect(records).to.be.lessThan(200_000);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(openFds()).to.equal(before);
+    });
+
+    it('a source that breaks midway rejects with its own error, not as corrupt gzip', async () => {
+      const err = await parseCsv(slowSource(gz, 4096, 0, 5), () => undefined, { gunzip: true }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((err as Error).message).to.match(/source broke midway/);
+      expect(isCorruptGzip(err)).to.equal(false);
     });
   });
 

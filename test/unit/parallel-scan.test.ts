@@ -5,9 +5,11 @@
 
 import { REOPEN_MODULE } from '../../lib/adapters/lake/reopen.js';
 import { expect } from 'chai';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, copyFileSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { runPipeline, type PipelineEvent, type FaultPoint } from '../../lib/pipeline/pipeline.js';
 import { openLake } from '../../lib/adapters/lake/open.js';
 import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
@@ -23,6 +25,7 @@ import { generateLake } from '../../bench/generate-lake.js';
 import { startS3, startFaultyProxy, type TestS3 } from '../support/s3.js';
 
 const REPO = new URL('../..', import.meta.url).pathname;
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const tmpDirs: string[] = [];
 /** Reject spools of the direct scanFilesParallel calls go here, so that a test can see they are gone. */
 let spoolRoot = '';
@@ -169,7 +172,7 @@ describe('parallel scan (worker threads)', function () {
   });
 
   it('stays in the calling thread for one file, tiny inputs, or no lake spec', () => {
-    const f = (size: number) => ({ key: `streams/${size}.csv`, size, fingerprint: 'x' });
+    const f = (size: number, ext = 'csv') => ({ key: `streams/${size}.${ext}`, size, fingerprint: 'x' });
     const big = [f(20 << 20), f(20 << 20)];
     expect(plannedWorkers(undefined, big)).to.equal(0);
     expect(plannedWorkers({ workers: 2 }, big)).to.equal(0);
@@ -179,6 +182,11 @@ describe('parallel scan (worker threads)', function () {
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 1 }, big)).to.equal(0);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(1000), f(1000)])).to.equal(0);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2, minBytes: 0 }, [f(1000), f(1000)])).to.equal(2);
+    // A .gz file weighs what it inflates to (about 3x its size).
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(4 << 20), f(4 << 20)])).to.equal(0);
+    expect(
+      plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(4 << 20, 'csv.gz'), f(4 << 20, 'csv.gz')]),
+    ).to.equal(2);
   });
 
   it('gives the tiny lake the same KPIs, report and rejects as one thread', async () => {
@@ -208,6 +216,47 @@ describe('parallel scan (worker threads)', function () {
     copyFileSync(join(dir, 'bad-schema.csv'), join(dir, 'streams', 'm0-bad.csv'));
     const single = await compute(dir, undefined, 'single');
     expect(single.report.error?.code).to.equal('MKPI_SCHEMA');
+    for (const mainReads of [true, false]) {
+      const par = await compute(dir, parallel(dir, 2, mainReads), `par${mainReads}`);
+      expect(comparable(par.report)).to.deep.equal(comparable(single.report));
+      expect(par.rejects).to.equal(single.rejects);
+    }
+  });
+
+  it('reads .csv.gz files in workers with the results of one thread, and of their plain twins', async () => {
+    const plainDir = messyLake({ streams: 60_000, files: 4, seed: 13 });
+    const dir = tmp('gz');
+    cpSync(plainDir, dir, { recursive: true });
+    for (const n of ['streams_0001.csv', 'streams_0003.csv']) {
+      writeFileSync(join(dir, 'streams', `${n}.gz`), gzipSync(readFileSync(join(dir, 'streams', n))));
+      rmSync(join(dir, 'streams', n));
+    }
+    const { single } = await expectSameAsSingleThread(dir);
+    const plain = await compute(plainDir, undefined, 'plain');
+    expect(single.report.files.map((f) => f.name)).to.deep.equal([
+      'streams/streams_0001.csv.gz',
+      'streams/streams_0002.csv',
+      'streams/streams_0003.csv.gz',
+      'streams/streams_0004.csv',
+    ]);
+    expect(single.batch!.hourly).to.deep.equal(plain.batch!.hourly);
+    expect(single.batch!.genre).to.deep.equal(plain.batch!.genre);
+    const counts = (o: Outcome) => ({ ...o.report.totals, bytes: 0 });
+    expect(counts(single)).to.deep.equal(counts(plain));
+    expect(single.rejects!.replaceAll('.csv.gz,', '.csv,')).to.equal(plain.rejects);
+    const gz = single.report.files[0];
+    const stored = readFileSync(join(dir, 'streams', 'streams_0001.csv.gz'));
+    expect(gz.bytes).to.equal(stored.length);
+    expect(single.batch!.ledger[0]).to.include({ fileKey: gz.name, size: stored.length, contentHash: sha256(stored) });
+  });
+
+  it('reports a corrupt .csv.gz the same way in workers: a schema error of that file', async () => {
+    const dir = copyFixture('messy');
+    const gz = gzipSync(readFileSync(join(dir, 'streams', 'm1.csv')));
+    writeFileSync(join(dir, 'streams', 'm0-cut.csv.gz'), gz.subarray(0, gz.length - 20));
+    const single = await compute(dir, undefined, 'single');
+    expect(single.report.error?.code).to.equal('MKPI_SCHEMA');
+    expect(single.report.files[0]).to.include({ name: 'streams/m0-cut.csv.gz', status: 'schema_error' });
     for (const mainReads of [true, false]) {
       const par = await compute(dir, parallel(dir, 2, mainReads), `par${mainReads}`);
       expect(comparable(par.report)).to.deep.equal(comparable(single.report));
