@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_ledger (
   archived_key  TEXT        NULL,
   hourly_loaded BOOLEAN     NOT NULL DEFAULT FALSE,
   genre_loaded  BOOLEAN     NOT NULL DEFAULT FALSE,
-  -- Added later (as archived_fingerprint is): init() adds both to older ledgers.
+  -- archived_fingerprint, content_hash and retracted_at were added later: init() adds them
+  -- to every ledger (ADDED_LEDGER_COLUMNS), old or new.
   PRIMARY KEY (file_key, fingerprint)
 );
 

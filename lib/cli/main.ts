@@ -31,6 +31,8 @@ function usageError(message: string, argv: string[]): MkpiError {
     if (!command && argv[0] && !argv[0].startsWith('-')) text = `unknown command ${argv[0]}`;
   } else if (/^Not enough arguments following: (.+)$/.test(message)) {
     text = `--${/^Not enough arguments following: (.+)$/.exec(message)![1]} needs a value`;
+  } else if (/^Did you mean (.+)\?$/.test(message)) {
+    text = `unknown command ${argv.find((a) => !a.startsWith('-')) ?? ''} (did you mean ${/^Did you mean (.+)\?$/.exec(message)![1]}?)`;
   }
   return new MkpiError('MKPI_USAGE', text, { hint: `see musickpi ${command ?? '<command>'} --help` });
 }
@@ -58,8 +60,9 @@ export async function main(argv: string[]): Promise<void> {
     )
     .wrap(Math.min(120, columns))
     .fail((msg, err) => {
-      // yargs' own parse errors; a command's errors are handled by execute.ts, never here.
-      if (err) throw err;
+      // yargs' own parse errors (YError); a command's errors are handled by execute.ts, never here.
+      if (err && err.name !== 'YError') throw err;
+      if (err) throw usageError(err.message, argv);
       throw usageError(msg ?? 'usage error', argv);
     })
     .help()
@@ -69,7 +72,7 @@ export async function main(argv: string[]): Promise<void> {
     await parser.parseAsync();
   } catch (err) {
     const e = err instanceof MkpiError ? err : new MkpiError('MKPI_INTERNAL', String(err), { cause: err });
-    const command = NAMES.find((n) => argv.includes(n)) ?? 'musickpi';
+    const command = NAMES.find((n) => argv.includes(n)) ?? '';
     const shape = errorShape(e, e.code === 'MKPI_USAGE' ? 'usage' : null);
     printFailure(command, shape, argv.includes('--json') ? errorJson(command, shape) : undefined, e.cause);
     process.exitCode = exitCodeFor(e.code);

@@ -94,7 +94,14 @@ describe('lake layouts: .csv.gz files and nested folders', () => {
       expect(DEFAULT_LAYOUT.recursive).to.equal(false);
       expect(DEFAULT_LAYOUT.retracted).to.equal('streams/retracted/');
       expect(excludedPrefixes(DEFAULT_LAYOUT)).to.deep.equal(['streams/archived/', 'streams/retracted/']);
-      const custom: LakeLayout = { songs: 's.csv', users: 'u.csv', streams: 'in/', archive: 'done/' };
+      const custom: LakeLayout = {
+        songs: 's.csv',
+        users: 'u.csv',
+        streams: 'in/',
+        archive: 'done/',
+        recursive: false,
+        retracted: 'in/retracted/',
+      };
       expect(retractedPrefix(custom)).to.equal('in/retracted/');
       expect(retractedPrefix({ ...custom, retracted: 'gone/' })).to.equal('gone/');
     });
@@ -137,9 +144,7 @@ describe('lake layouts: .csv.gz files and nested folders', () => {
         'streams/e.gz',
         'streams/notes.txt',
       ]);
-      // A layout from before `recursive` existed lists flat too.
-      const { recursive: _r, retracted: _t, ...old } = DEFAULT_LAYOUT;
-      expect((await listStreamFiles(lake, old)).files).to.deep.equal(found);
+      expect((await listStreamFiles(lake, DEFAULT_LAYOUT)).files).to.deep.equal(found);
     });
 
     it('recursive: stream files at any depth, except in hidden folders; archive and retracted never', async () => {
@@ -175,7 +180,14 @@ describe('lake layouts: .csv.gz files and nested folders', () => {
           'in/done/e.csv': body,
         }),
       );
-      const layout: LakeLayout = { songs: 's.csv', users: 'u.csv', streams: 'in/', archive: 'in/done/', recursive: true };
+      const layout: LakeLayout = {
+        songs: 's.csv',
+        users: 'u.csv',
+        streams: 'in/',
+        archive: 'in/done/',
+        recursive: true,
+        retracted: 'in/retracted/',
+      };
       expect((await listStreamFiles(lake, layout)).files.map((f) => f.key)).to.deep.equal(['in/a.csv', 'in/gone/d.csv', 'in/old/b.csv']);
       const listed = await listStreamFiles(lake, { ...layout, retracted: 'in/gone/' });
       expect(listed.files.map((f) => f.key)).to.deep.equal(['in/a.csv', 'in/old/b.csv', 'in/retracted/c.csv']);

@@ -113,7 +113,7 @@ export async function openWarehouse(opts: OpenWarehouseOptions): Promise<OpenedW
     return { warehouse, embedded: false, stop: once(() => warehouse.close()) };
   }
 
-  const server = await startEmbedded({ home: opts.home, log: opts.log });
+  const server = await startEmbedded({ home: opts.home, log: opts.log, warn: opts.warn });
   let warehouse: PostgresWarehouse;
   try {
     warehouse = new PostgresWarehouse(server.url, { schema: opts.schema, connectRetryMs: 0 });

@@ -23,7 +23,13 @@ describe('config: flags > MUSICKPI_* > defaults', () => {
   });
 
   it('a command ignores the variables of options it does not take', () => {
-    const env = { ...HOME, MUSICKPI_WAREHOUSE: 'postgresql://x@y/z', MUSICKPI_KPIS: 'nonsense', MUSICKPI_LAKE: '/l', MUSICKPI_CSV: 'maybe' };
+    const env = {
+      ...HOME,
+      MUSICKPI_WAREHOUSE: 'postgresql://x@y/z',
+      MUSICKPI_KPIS: 'nonsense',
+      MUSICKPI_LAKE: '/l',
+      MUSICKPI_CSV: 'maybe',
+    };
     const v = resolveConfig('validate', {}, { env });
     expect(v.warehouse).to.equal(undefined);
     expect(v.lake!.uri).to.equal('/l');
@@ -82,7 +88,9 @@ describe('config: flags > MUSICKPI_* > defaults', () => {
   it('--silent implies --quiet; a spinner only on a terminal and not under CI', () => {
     const c = resolveConfig('run', { lake: '/l', silent: true }, { env: HOME });
     expect(c.output.quiet).to.equal(true);
-    expect(resolveConfig('run', { lake: '/l' }, { env: { ...HOME, CI: 'true' }, stderrIsTerminal: true }).output.interactive).to.equal(false);
+    expect(resolveConfig('run', { lake: '/l' }, { env: { ...HOME, CI: 'true' }, stderrIsTerminal: true }).output.interactive).to.equal(
+      false,
+    );
     expect(resolveConfig('run', { lake: '/l' }, { env: HOME, stderrIsTerminal: true }).output.interactive).to.equal(true);
   });
 

@@ -68,12 +68,10 @@ export class S3Lake implements Lake {
     const checksums = this.checksumWhenRequired ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
     // Credentials come only from the SDK's default chain (env, profile, SSO, instance role):
     // they are never accepted as options, so they can never leak through flags or reports.
-    // The JS SDK ignores AWS_DEFAULT_REGION, which the AWS CLI (and so many shells) sets; an
-    // S3-compatible store rarely cares about the region, but the signer needs one.
-    const region =
-      opts.region ||
-      (process.env['AWS_REGION'] ? undefined : process.env['AWS_DEFAULT_REGION']) ||
-      (custom && !process.env['AWS_REGION'] ? 'us-east-1' : undefined);
+    // The CLI's configuration resolves the region (flag, AWS_REGION, then AWS_DEFAULT_REGION,
+    // which the JS SDK alone would ignore); an S3-compatible store rarely cares about the
+    // region, but the signer needs one.
+    const region = opts.region || (custom ? 'us-east-1' : undefined);
     this.client = new S3Client({
       ...(custom ? { endpoint: opts.endpoint } : {}),
       ...(region ? { region } : {}),

@@ -17,9 +17,11 @@ import { ensurePostgresUser, reachableDataDir, reachableNative } from './run-as-
 import { startServer } from './server.js';
 
 export interface EmbeddedOptions {
-  /** MUSICKPI_HOME or <cwd>/.musickpi: owner.json, the password, the server log, and (normally) pg/. */
+  /** --home / MUSICKPI_HOME or the per-user data folder: owner.json, the password, the server log, and (normally) pg/. */
   home: string;
   log?: (line: string) => void;
+  /** What the user must notice (the data living elsewhere than the home); default: log. */
+  warn?: (line: string) => void;
   /**
    * false for throwaway clusters (tests): fsync off. Default true: the data persists between
    * commands, and a crash of the machine must not corrupt it.
@@ -71,7 +73,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<EmbeddedServ
     const who = process.getuid?.() === 0 ? await ensurePostgresUser(log) : undefined;
     const native = await reachableNative(opts.nativeDir ? path.resolve(opts.nativeDir) : await defaultNativeDir(), who, log);
     const bin = path.join(native, 'bin');
-    const dataDir = await reachableDataDir(home, who, log);
+    const dataDir = await reachableDataDir(home, who, opts.warn ?? log);
     await fs.mkdir(path.dirname(dataDir), { recursive: true });
 
     await recoverStale(prev, dataDir, log);

@@ -170,7 +170,7 @@ export async function reachableNative(nativeDir: string, who: RunAs | undefined,
  * <home>/pg when `who` can reach it; otherwise a folder in the temp dir keyed by a hash of the
  * home path, so results still persist between commands of the same home.
  */
-export async function reachableDataDir(home: string, who: RunAs | undefined, log: (l: string) => void): Promise<string> {
+export async function reachableDataDir(home: string, who: RunAs | undefined, warn: (l: string) => void): Promise<string> {
   const preferred = path.join(home, 'pg');
   if (!who) return preferred;
   const blocker = await blockingFolder(home, who);
@@ -185,9 +185,9 @@ export async function reachableDataDir(home: string, who: RunAs | undefined, log
   const base = path.join(os.tmpdir(), `musickpi-data-${createHash('sha256').update(home).digest('hex').slice(0, 16)}`);
   await ownedTempFolder(base);
   const dataDir = path.join(base, 'pg');
-  log(
-    `embedded PostgreSQL data in ${dataDir}: user ${who.name} cannot enter ${blocker}, so ${preferred} is not usable ` +
-      '(it persists between commands until the temp folder is cleaned)',
+  warn(
+    `the embedded PostgreSQL keeps its data in ${dataDir}, not in ${preferred}: user ${who.name} cannot enter ${blocker}. ` +
+      'It lasts only until the temp folder is cleaned; pass --home (or MUSICKPI_HOME) a folder that user can enter',
   );
   return dataDir;
 }

@@ -10,7 +10,11 @@ import { errCode } from './errors.js';
 import { renderSql } from './sql.js';
 
 /** Ledger columns added after the first release, in the order they came; init() adds missing ones. */
-export const ADDED_LEDGER_COLUMNS: Record<string, string> = { archived_fingerprint: 'TEXT', content_hash: 'TEXT' };
+export const ADDED_LEDGER_COLUMNS: Record<string, string> = {
+  archived_fingerprint: 'TEXT',
+  content_hash: 'TEXT',
+  retracted_at: 'TIMESTAMPTZ',
+};
 
 function ledgerKey(fileKey: string, fingerprint: string): string {
   return `${fileKey}\u0000${fingerprint}`;
@@ -67,6 +71,7 @@ export async function readLedger(c: pg.Client, quoted: string): Promise<LedgerEn
     archived_key: string | null;
     archived_fingerprint: string | null;
     content_hash: string | null;
+    retracted_at: Date | string | null;
     hourly_loaded: boolean;
     genre_loaded: boolean;
   };
@@ -108,6 +113,7 @@ export async function readLedger(c: pg.Client, quoted: string): Promise<LedgerEn
     contentHash: f.content_hash,
     // Present only once known (an archived copy whose fingerprint was recorded).
     ...(f.archived_fingerprint !== null ? { archivedFingerprint: f.archived_fingerprint } : {}),
+    ...(f.retracted_at !== null ? { retractedAt: new Date(f.retracted_at).toISOString() } : {}),
   }));
 }
 
@@ -119,7 +125,17 @@ export async function writeLedger(
   runId: string,
   retire: NonNullable<LoadBatch['retire']>,
   ledger: LedgerEntry[],
+  retract: NonNullable<LoadBatch['retract']> = [],
 ): Promise<void> {
+  if (retract.length > 0) {
+    // Kept, marked: the rows say what was taken out and when, and keep its bytes from coming back.
+    await c.query(
+      `UPDATE ${quoted}.musickpi_ledger t SET retracted_at = now()
+         FROM unnest($1::text[], $2::text[]) AS r(file_key, fingerprint)
+        WHERE t.file_key = r.file_key AND t.fingerprint = r.fingerprint`,
+      [retract.map((r) => r.fileKey), retract.map((r) => r.fingerprint)],
+    );
+  }
   if (retire.length > 0) {
     const keys = retire.map((r) => r.fileKey);
     const fps = retire.map((r) => r.fingerprint);

@@ -35,6 +35,7 @@ const EXPECTED_COLUMNS: Record<string, Record<string, string>> = {
     archived_key: 'text',
     archived_fingerprint: 'text',
     content_hash: 'text',
+    retracted_at: 'timestamp with time zone',
     hourly_loaded: 'boolean',
     genre_loaded: 'boolean',
   },
