@@ -11,7 +11,7 @@ import { join } from 'node:path';
 
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 
-import { copyLake, REPO, runCli, type CliResult } from '../support/cli.js';
+import { copyLake, REPO, runCli, spawnCli, type CliChild, type CliResult } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 import { startS3, type TestS3 } from '../support/s3.js';
 import {
@@ -20,9 +20,7 @@ import {
   snapshotLocalLake,
   snapshotS3Lake,
   snapshotWarehouse,
-  spawnCli,
   uploadDir,
-  type CliChild,
 } from '../support/harness.js';
 
 const NEW_FILE = 'user_id,track_id,listen_time\nu2,t2,2024-06-01 11:30:00\nu1,t3,2024-06-03 08:00:00\n';

@@ -13,7 +13,7 @@ import { chmodSync, cpSync, existsSync, mkdtempSync, rmSync, utimesSync, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { copyLake, REPO, runCli } from '../support/cli.js';
+import { copyLake, REPO, runCli, spawnCli } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 import {
   copyDir,
@@ -24,7 +24,6 @@ import {
   snapshotLocalLake,
   snapshotSql,
   snapshotWarehouse,
-  spawnCli,
   type LakeSnapshot,
   type WarehouseSnapshot,
 } from '../support/harness.js';
@@ -112,7 +111,7 @@ describe('e2e: SIGINT / SIGTERM during each stage stop cleanly; the next run com
         const cli = spawnCli(['run', '--lake', lake, '--home', home], { env: { ...NO_WAREHOUSE_ENV, MKPI_TEST_PAUSE: c.point } });
         await cli.paused(c.point);
         const t0 = Date.now();
-        cli.signal(c.signal);
+        cli.kill(c.signal);
         const stopped = await cli.done;
         const stopMs = Date.now() - t0;
 
