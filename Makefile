@@ -29,7 +29,7 @@ RELIABILITY_TESTS := test/unit/archive-etag.test.ts test/integration/stream-stag
 	test/integration/ledger-upgrade.test.ts test/integration/flaky-s3.test.ts test/integration/flaky-pg.test.ts \
 	test/e2e/faults.test.ts test/e2e/signals.test.ts test/e2e/concurrency.test.ts
 test-faults: build
-	npx mocha --no-config -n import=tsx -n openssl-legacy-provider --require test/support/global-fixtures.ts \
+	npx mocha --no-config -n import=tsx --require test/support/global-fixtures.ts \
 	  --timeout 60000 $(RELIABILITY_TESTS)
 
 # Runs the pipeline on a copy of the bundled sample lake with the embedded PostgreSQL, then shows the KPIs.
