@@ -24,12 +24,13 @@ test: install
 
 # The reliability suites on their own (docs/reliability.md): a crash at every fault point,
 # SIGINT/SIGTERM in every stage, flaky S3 and PostgreSQL, concurrent runs, stream stages.
-# `make test` runs them as well.
+# `make test` runs them as well, but spawns the CLI for a smoke subset of the fault points and
+# signals only; MKPI_FULL_FAULTS=1 here takes all of them.
 RELIABILITY_TESTS := test/unit/archive-etag.test.ts test/integration/stream-stages.test.ts \
 	test/integration/ledger-upgrade.test.ts test/integration/flaky-s3.test.ts test/integration/flaky-pg.test.ts \
 	test/e2e/faults.test.ts test/e2e/signals.test.ts test/e2e/concurrency.test.ts
 test-faults: build
-	npx mocha --no-config -n import=tsx -n openssl-legacy-provider --require test/support/global-fixtures.ts \
+	MKPI_FULL_FAULTS=1 npx mocha --no-config -n import=tsx --require test/support/global-fixtures.ts \
 	  --timeout 60000 $(RELIABILITY_TESTS)
 
 # Runs the pipeline on a copy of the bundled sample lake with the embedded PostgreSQL, then shows the KPIs.

@@ -2,34 +2,14 @@
 // give): stderr is a TTY, but of unknown width, so there must be no spinner — ora's redraw never
 // finishes a frame there and the process spins forever, deaf to SIGINT.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
-import { BIN, copyLake, tableRows } from '../support/cli.js';
+import { copyLake, runCli, tableRows } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 
-const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-function underPty(args: string[], killAfterMs: number): Promise<{ code: number | null; bytes: number; out: string }> {
-  const command = [process.execPath, BIN, ...args].map(quote).join(' ');
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.CI;
-    // stdin not a terminal: script gives its child a pty of 0 rows × 0 columns.
-    const child = spawn('script', ['-qec', command, '/dev/null'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let bytes = 0;
-    let out = '';
-    const keep = (d: Buffer) => {
-      bytes += d.length;
-      if (out.length < 20_000) out += d.toString();
-    };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, bytes, out });
-    });
-  });
+async function underPty(args: string[], timeoutMs: number): Promise<{ code: number | null; bytes: number; out: string }> {
+  // CI unset: the CLI must find out from the terminal itself that it cannot draw a spinner.
+  const r = await runCli(args, { pty: true, env: { CI: undefined }, timeoutMs });
+  const out = r.stdout + r.stderr;
+  return { code: r.code, bytes: Buffer.byteLength(out), out: out.slice(0, 20_000) };
 }
 
 describe('e2e: the CLI on a 0×0 pseudo-terminal', function () {

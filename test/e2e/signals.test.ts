@@ -1,30 +1,31 @@
 // Ctrl-C / SIGTERM (what Airflow sends on a kill) during each stage of a run, with the
 // embedded warehouse (--home, nothing else configured): the CLI stops cleanly — exit 130 for
-// SIGINT, 143 for SIGTERM, well before its 15 s safety net —, nothing is half-written (no load
-// committed unless it was, no file half-moved, no temp file), the embedded PostgreSQL is stopped
-// (no process left for that home), and the next run completes the work, ending exactly like one
-// clean run.
+// SIGINT, 143 for SIGTERM, by its own path and not its 15 s safety net —, nothing is
+// half-written (no load committed unless it was, no file half-moved, no temp file), the
+// embedded PostgreSQL is stopped (no process left for that home), and the next run completes
+// the work, ending exactly like one clean run.
 //
 // Timing is made deterministic with MKPI_TEST_PAUSE: the CLI announces that it has reached the
 // point and waits; the signal is sent only then.
+//
+// Each case is played inside its own `it`. The default run takes SMOKE (SIGTERM inside the load
+// transaction, SIGINT mid-archive); MKPI_FULL_FAULTS=1 (`make test-faults`) takes every stage.
 
 import { expect } from 'chai';
 import { chmodSync, cpSync, existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { copyLake, REPO, runCli } from '../support/cli.js';
+import { copyLake, REPO, runCli, spawnCli } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 import {
   copyDir,
   NO_WAREHOUSE_ENV,
-  pool,
   processesMentioning,
   settleLater,
   snapshotLocalLake,
   snapshotSql,
   snapshotWarehouse,
-  spawnCli,
   type LakeSnapshot,
   type WarehouseSnapshot,
 } from '../support/harness.js';
@@ -53,12 +54,14 @@ const CASES: Case[] = [
   { stage: 'archive', point: 'after-archive-copy', signal: 'SIGINT', leaves: 'loaded, a.csv archived' },
 ];
 
+/** The points of CASES run by default; every case with MKPI_FULL_FAULTS=1. */
+const SMOKE = new Set(['before-commit', 'after-archive-copy']);
+const FULL = process.env.MKPI_FULL_FAULTS === '1';
+
 interface Outcome {
   code: number | null;
   signal: NodeJS.Signals | null;
   stderr: string;
-  /** ms from the signal to the exit. */
-  stopMs: number;
   leftoverProcesses: number[];
   ownerFileLeft: boolean;
   lakeAfterStop: LakeSnapshot;
@@ -70,10 +73,8 @@ interface Outcome {
   warehouseEnd: WarehouseSnapshot;
 }
 
-describe('e2e: SIGINT / SIGTERM during each stage stop cleanly; the next run completes the work', function () {
-  this.timeout(600_000);
-  const limit = pool(3);
-  const outcomes = new Map<string, Promise<Outcome>>();
+describe(`e2e: SIGINT / SIGTERM during ${FULL ? 'each stage' : 'a sample of the stages (MKPI_FULL_FAULTS=1: all)'} stop cleanly; the next run completes the work`, function () {
+  this.timeout(180_000);
   let lateTemplate: string;
   const reference = new Map<boolean, Promise<{ lake: LakeSnapshot; warehouse: WarehouseSnapshot }>>();
   const temps: string[] = [];
@@ -95,46 +96,59 @@ describe('e2e: SIGINT / SIGTERM during each stage stop cleanly; the next run com
     return r.json[0].s as WarehouseSnapshot;
   }
 
-  function scenario(c: Case): Promise<Outcome> {
-    return settleLater(
-      limit(async () => {
-        const home = tmp('mkpi-signals-home-');
-        const lake = copyLake('tiny');
-        temps.push(lake);
-        if (c.late) {
-          const first = await embeddedRun(lake, home, ['--quiet']);
-          expect(first.code, first.stderr).to.equal(0);
-          cpSync(join(lateTemplate, 'streams', 'c.csv'), join(lake, 'streams', 'c.csv'), { preserveTimestamps: true });
-        }
-        const warehouseBefore = c.late ? await embeddedSnapshot(home) : { hourly: [], genre: [], ledger: [], ledgerDates: [] };
-        const lakeBefore = snapshotLocalLake(lake);
+  async function scenario(c: Case): Promise<Outcome> {
+    const home = tmp('mkpi-signals-home-');
+    const lake = copyLake('tiny');
+    temps.push(lake);
+    if (c.late) {
+      const first = await embeddedRun(lake, home, ['--quiet']);
+      expect(first.code, first.stderr).to.equal(0);
+      cpSync(join(lateTemplate, 'streams', 'c.csv'), join(lake, 'streams', 'c.csv'), { preserveTimestamps: true });
+    }
+    const warehouseBefore = c.late ? await embeddedSnapshot(home) : { hourly: [], genre: [], ledger: [], ledgerDates: [] };
+    const lakeBefore = snapshotLocalLake(lake);
 
-        const cli = spawnCli(['run', '--lake', lake, '--home', home], { env: { ...NO_WAREHOUSE_ENV, MKPI_TEST_PAUSE: c.point } });
-        await cli.paused(c.point);
-        const t0 = Date.now();
-        cli.signal(c.signal);
-        const stopped = await cli.done;
-        const stopMs = Date.now() - t0;
+    const cli = spawnCli(['run', '--lake', lake, '--home', home], { env: { ...NO_WAREHOUSE_ENV, MKPI_TEST_PAUSE: c.point } });
+    await cli.paused(c.point);
+    cli.kill(c.signal);
+    const stopped = await cli.done;
 
-        const outcome: Partial<Outcome> = {
-          code: stopped.code,
-          signal: stopped.signal,
-          stderr: stopped.stderr,
-          stopMs,
-          leftoverProcesses: processesMentioning(join(home, 'pg')),
-          ownerFileLeft: existsSync(join(home, 'owner.json')),
-          lakeAfterStop: snapshotLocalLake(lake),
-          lakeBefore,
-          warehouseBefore,
-        };
-        outcome.warehouseAfterStop = await embeddedSnapshot(home);
-        const next = await embeddedRun(lake, home, ['--quiet']);
-        outcome.next = { code: next.code, stderr: next.stderr };
-        outcome.lakeEnd = snapshotLocalLake(lake, { skip: ['rejects/'] });
-        outcome.warehouseEnd = await embeddedSnapshot(home);
-        return outcome as Outcome;
-      }),
-    );
+    const outcome: Partial<Outcome> = {
+      code: stopped.code,
+      signal: stopped.signal,
+      stderr: stopped.stderr,
+      leftoverProcesses: processesMentioning(join(home, 'pg')),
+      ownerFileLeft: existsSync(join(home, 'owner.json')),
+      lakeAfterStop: snapshotLocalLake(lake),
+      lakeBefore,
+      warehouseBefore,
+    };
+    outcome.warehouseAfterStop = await embeddedSnapshot(home);
+    const next = await embeddedRun(lake, home, ['--quiet']);
+    outcome.next = { code: next.code, stderr: next.stderr };
+    outcome.lakeEnd = snapshotLocalLake(lake, { skip: ['rejects/'] });
+    outcome.warehouseEnd = await embeddedSnapshot(home);
+    return outcome as Outcome;
+  }
+
+  /** One clean run over the files a case ends with; made by the first `it` that needs it. */
+  function referenceFor(late: boolean) {
+    if (!reference.has(late)) {
+      reference.set(
+        late,
+        settleLater(
+          (async () => {
+            const lake = late ? copyDir(lateTemplate) : copyLake('tiny');
+            temps.push(lake);
+            const db = await freshDatabase('signals_ref');
+            const r = await runCli(['run', '--lake', lake, '--warehouse', db, '--quiet'], { env: NO_WAREHOUSE_ENV });
+            expect(r.code, r.stderr).to.equal(0);
+            return { lake: snapshotLocalLake(lake, { skip: ['rejects/'] }), warehouse: await snapshotWarehouse(db) };
+          })(),
+        ),
+      );
+    }
+    return reference.get(late)!;
   }
 
   before(async () => {
@@ -142,39 +156,25 @@ describe('e2e: SIGINT / SIGTERM during each stage stop cleanly; the next run com
     cpSync(join(REPO, 'fixtures', 'tiny'), lateTemplate, { recursive: true, preserveTimestamps: true });
     writeFileSync(join(lateTemplate, 'streams', 'c.csv'), LATE_FILE);
     utimesSync(join(lateTemplate, 'streams', 'c.csv'), 1_717_400_000, 1_717_400_000);
-    for (const late of [false, true]) {
-      reference.set(
-        late,
-        settleLater(
-          limit(async () => {
-            const lake = late ? copyDir(lateTemplate) : copyLake('tiny');
-            temps.push(lake);
-            const db = await freshDatabase('signals_ref');
-            const r = await runCli(['run', '--lake', lake, '--warehouse', db, '--quiet'], { env: NO_WAREHOUSE_ENV });
-            expect(r.code, r.stderr).to.equal(0);
-            return { lake: snapshotLocalLake(lake, { skip: ['rejects/'] }), warehouse: await snapshotWarehouse(db) };
-          }),
-        ),
-      );
-    }
-    for (const c of CASES) outcomes.set(c.point, scenario(c));
   });
 
   after(async () => {
-    await Promise.allSettled([...outcomes.values(), ...reference.values()]);
+    await Promise.allSettled(reference.values());
     for (const d of temps) rmSync(d, { recursive: true, force: true });
   });
 
-  for (const c of CASES) {
+  for (const c of CASES.filter((k) => FULL || SMOKE.has(k.point))) {
     it(`${c.signal} during ${c.stage} (${c.point}) → exit ${c.signal === 'SIGINT' ? 130 : 143}, clean stop, next run completes`, async () => {
-      const o = await outcomes.get(c.point)!;
-      const ref = await reference.get(Boolean(c.late))!;
+      // The reference runs alongside the case (a CLI each).
+      const pending = referenceFor(Boolean(c.late));
+      const o = await scenario(c);
+      const ref = await pending;
       expect(o.signal, o.stderr).to.equal(null);
       expect(o.code, o.stderr).to.equal(c.signal === 'SIGINT' ? 130 : 143);
       expect(o.stderr).to.contain(`${c.signal} received`);
-      expect(o.stderr).to.contain('MKPI_INTERRUPTED');
-      // The clean path, not the 15 s safety net.
-      expect(o.stopMs, 'time to stop').to.be.below(10_000);
+      // The clean path, not the 15 s safety net: the command itself reports the interruption,
+      // which the safety net (a bare exit with the same code) never prints.
+      expect(o.stderr).to.match(/^musickpi run: MKPI_INTERRUPTED: /m);
       expect(o.leftoverProcesses, 'postgres processes of the home').to.deep.equal([]);
       expect(o.ownerFileLeft, 'owner.json left behind').to.equal(false);
 

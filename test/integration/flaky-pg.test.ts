@@ -7,14 +7,13 @@
 import { expect } from 'chai';
 import { rmSync } from 'node:fs';
 
-import { copyLake, runCli } from '../support/cli.js';
+import { copyLake, runCli, spawnCli } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 import {
   cliBackends,
   NO_WAREHOUSE_ENV,
   snapshotLocalLake,
   snapshotWarehouse,
-  spawnCli,
   sql,
   waitNoSessions,
   type LakeSnapshot,

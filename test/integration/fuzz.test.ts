@@ -21,7 +21,6 @@
 // A failure prints the seed and iteration that reproduce it, and keeps the lake.
 
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +33,7 @@ import type { Lake } from '../../lib/domain/lake.js';
 import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
 import { PostgresWarehouse } from '../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 import type { RunReport } from '../../lib/pipeline/report.js';
-import { BIN, REPO } from '../support/cli.js';
+import { REPO, runCli } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 
 const SECONDS = process.env.MKPI_FUZZ_SECONDS ? Number(process.env.MKPI_FUZZ_SECONDS) : undefined;
@@ -780,18 +779,6 @@ function rejectLines(dir: string, key: string | null): Record<string, Record<str
     m[line] = reason;
   }
   return out;
-}
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], { cwd: REPO, env: { ...process.env, CI: 'true' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
 }
 
 async function tables(url: string, schema: string) {

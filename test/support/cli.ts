@@ -1,4 +1,8 @@
-import { spawn } from 'node:child_process';
+// The one way tests start the built CLI (bin/musickpi, which runs dist/): as users run it, with
+// plain `node` and no extra flags. spawnCli hands back the live child (to watch, pause, signal);
+// runCli waits for it to end.
+
+import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,30 +17,77 @@ export interface CliResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+  /** stdout parsed as JSON, undefined when it is not JSON. */
   json: any;
 }
 
-export function runCli(
-  args: string[],
-  opts: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {},
-): Promise<CliResult> {
-  return new Promise((resolvePromise, reject) => {
-    const env: Record<string, string | undefined> = { ...process.env, CI: 'true', ...opts.env };
-    for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-    const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], {
-      cwd: opts.cwd ?? REPO,
-      env: env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
+export interface CliOptions {
+  /** Over process.env and CI=true (no spinner); a variable set to undefined is removed. */
+  env?: Record<string, string | undefined>;
+  /** Default: the repository root. */
+  cwd?: string;
+  /** SIGKILL after this long (default 120 s): a hung CLI fails its test instead of the whole run. */
+  timeoutMs?: number;
+  /**
+   * Under a pseudo-terminal of 0×0 (util-linux `script`, stdin not a terminal): the CLI's stdout
+   * and stderr both arrive on stdout, and the exit status is the CLI's. Signals go to `script`.
+   */
+  pty?: boolean;
+}
+
+export interface CliChild {
+  child: ChildProcess;
+  pid: number;
+  /** stdout so far. */
+  stdout(): string;
+  /** stderr so far. */
+  stderr(): string;
+  /** Resolves once stderr contains `text` (rejects if the process ends first, or after `ms`). */
+  waitFor(text: string, ms?: number): Promise<void>;
+  /** Resolves once the process has announced the pause at `point` (MKPI_TEST_PAUSE). */
+  paused(point: string, ms?: number): Promise<void>;
+  /** Sends SIGUSR2: the paused process goes on. Quiet if it has exited. */
+  resume(): void;
+  /** Sends `sig` (default SIGKILL). Quiet if the process has exited. */
+  kill(sig?: NodeJS.Signals): void;
+  /** Resolves when the process has ended and its output is closed. */
+  done: Promise<CliResult>;
+}
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Starts the built CLI with `args`; see CliOptions. */
+export function spawnCli(args: string[], opts: CliOptions = {}): CliChild {
+  const env: Record<string, string | undefined> = { ...process.env, CI: 'true', ...opts.env };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  const argv = [process.execPath, BIN, ...args];
+  const [file, fileArgs] = opts.pty ? ['script', ['-qec', argv.map(quote).join(' '), '/dev/null']] : [argv[0], argv.slice(1)];
+  const child = spawn(file, fileArgs, { cwd: opts.cwd ?? REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Decoded as a stream: a multi-byte character split between two chunks stays whole.
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  let stdout = '';
+  let stderr = '';
+  let exited = false;
+  const watchers = new Set<() => void>();
+  child.stdout.on('data', (d: string) => (stdout += d));
+  child.stderr.on('data', (d: string) => {
+    stderr += d;
+    for (const w of [...watchers]) w();
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+  const done = new Promise<CliResult>((resolvePromise, reject) => {
+    child.on('error', (err) => {
+      exited = true;
       clearTimeout(timer);
-      let json: any;
+      for (const w of [...watchers]) w();
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      exited = true;
+      clearTimeout(timer);
+      for (const w of [...watchers]) w();
+      let json: unknown;
       try {
         json = JSON.parse(stdout);
       } catch {
@@ -45,6 +96,54 @@ export function runCli(
       resolvePromise({ code, signal, stdout, stderr, json });
     });
   });
+  // Callers that only watch the child (waitFor, kill) must not leave a rejection unhandled.
+  done.catch(() => undefined);
+  const waitFor = (text: string, ms = 60_000) =>
+    new Promise<void>((resolveWait, reject) => {
+      const check = () => {
+        if (stderr.includes(text)) {
+          cleanup();
+          resolveWait();
+        } else if (exited) {
+          cleanup();
+          reject(new Error(`the CLI exited before printing ${JSON.stringify(text)}; stderr:\n${stderr}\nstdout:\n${stdout}`));
+        }
+      };
+      const t = setTimeout(() => {
+        cleanup();
+        reject(new Error(`no ${JSON.stringify(text)} within ${ms} ms; stderr:\n${stderr}`));
+      }, ms);
+      const cleanup = () => {
+        clearTimeout(t);
+        watchers.delete(check);
+      };
+      watchers.add(check);
+      check();
+    });
+  const kill = (sig: NodeJS.Signals = 'SIGKILL') => {
+    if (exited) return;
+    try {
+      child.kill(sig);
+    } catch {
+      // gone meanwhile
+    }
+  };
+  return {
+    child,
+    pid: child.pid!,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    waitFor,
+    paused: (point, ms) => waitFor(`MKPI_TEST_PAUSED ${point}\n`, ms),
+    resume: () => kill('SIGUSR2'),
+    kill,
+    done,
+  };
+}
+
+/** Runs the built CLI to its end. */
+export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  return spawnCli(args, opts).done;
 }
 
 const copies: string[] = [];

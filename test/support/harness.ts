@@ -1,8 +1,7 @@
-// Helpers for the reliability suites (faults, signals, flaky services, concurrency): a CLI
-// child that can be watched and signalled, snapshots of a lake / the KPI tables / the ledger
-// to compare a damaged-then-recovered run with one clean run, and a small concurrency pool.
+// Helpers for the reliability suites (faults, signals, flaky services, concurrency): snapshots
+// of a lake / the KPI tables / the ledger to compare a damaged-then-recovered run with one clean
+// run, and a small concurrency pool. The CLI child itself comes from spawnCli in cli.ts.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,8 +9,6 @@ import { join, relative } from 'node:path';
 
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
-
-import { BIN, REPO, type CliResult } from './cli.js';
 
 /** Variables that would steer the CLI away from the warehouse a test chooses. */
 export const NO_WAREHOUSE_ENV: Record<string, undefined> = {
@@ -25,97 +22,6 @@ export const NO_WAREHOUSE_ENV: Record<string, undefined> = {
   MKPI_TEST_FAULT: undefined,
   MKPI_TEST_PAUSE: undefined,
 };
-
-export interface CliChild {
-  child: ChildProcess;
-  pid: number;
-  /** stderr so far. */
-  stderr(): string;
-  /** Resolves once stderr contains `text` (rejects if the process ends first, or after `ms`). */
-  waitFor(text: string, ms?: number): Promise<void>;
-  /** Resolves once the process has announced the pause at `point` (MKPI_TEST_PAUSE). */
-  paused(point: string, ms?: number): Promise<void>;
-  /** Sends SIGUSR2: the paused process goes on. Quiet if it has exited. */
-  resume(): void;
-  signal(sig: NodeJS.Signals): void;
-  done: Promise<CliResult>;
-}
-
-/** Spawns the built CLI like runCli, but hands back the live child. */
-export function spawnCli(args: string[], opts: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}): CliChild {
-  const env: Record<string, string | undefined> = { ...process.env, CI: 'true', ...opts.env };
-  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', BIN, ...args], {
-    cwd: REPO,
-    env: env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  let exited = false;
-  const watchers = new Set<() => void>();
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    for (const w of [...watchers]) w();
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-  const done = new Promise<CliResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      exited = true;
-      clearTimeout(timer);
-      for (const w of [...watchers]) w();
-      let json: unknown;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = undefined;
-      }
-      resolve({ code, signal, stdout, stderr, json });
-    });
-  });
-  const waitFor = (text: string, ms = 60_000) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (stderr.includes(text)) {
-          cleanup();
-          resolve();
-        } else if (exited) {
-          cleanup();
-          reject(new Error(`the CLI exited before printing ${JSON.stringify(text)}; stderr:\n${stderr}\nstdout:\n${stdout}`));
-        }
-      };
-      const t = setTimeout(() => {
-        cleanup();
-        reject(new Error(`no ${JSON.stringify(text)} within ${ms} ms; stderr:\n${stderr}`));
-      }, ms);
-      const cleanup = () => {
-        clearTimeout(t);
-        watchers.delete(check);
-      };
-      watchers.add(check);
-      check();
-    });
-  const send = (sig: NodeJS.Signals) => {
-    if (exited) return;
-    try {
-      child.kill(sig);
-    } catch {
-      // gone meanwhile
-    }
-  };
-  return {
-    child,
-    pid: child.pid!,
-    stderr: () => stderr,
-    waitFor,
-    paused: (point, ms) => waitFor(`MKPI_TEST_PAUSED ${point}\n`, ms),
-    resume: () => send('SIGUSR2'),
-    signal: send,
-    done,
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Lakes

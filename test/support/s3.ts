@@ -1,11 +1,12 @@
-// An in-process S3 (s3rver) on a free port, and a fault-injecting HTTP proxy to put in front of it.
-// s3rver is lenient where AWS is strict (no conditional writes, no SigV4 secret check): tests built
-// on it prove streaming, pagination and encoding, not AWS's consistency guarantees.
+// A local S3 (s3rver, in a child process of its own: see s3rver-process.ts) on a free port, and a
+// fault-injecting HTTP proxy to put in front of it. s3rver is lenient where AWS is strict (no
+// conditional writes, no SigV4 secret check): tests built on it prove streaming, pagination and
+// encoding, not AWS's consistency guarantees.
 
+import { spawn } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -15,15 +16,8 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 
 import { S3Lake, type S3LakeOptions } from '../../lib/adapters/lake/s3/s3-lake.js';
 
-interface S3rverInstance {
-  run(): Promise<AddressInfo>;
-  close(): Promise<void>;
-  httpServer?: http.Server;
-}
-type S3rverConstructor = new (opts: Record<string, unknown>) => S3rverInstance;
-
-// s3rver is CommonJS without type declarations.
-const S3rver = createRequire(import.meta.url)('s3rver') as S3rverConstructor;
+const REPO = path.resolve(import.meta.dirname, '..', '..');
+const S3RVER_PROCESS = path.join(import.meta.dirname, 's3rver-process.ts');
 
 /** The credentials s3rver knows; they reach the SDK through its default chain (env), like in production. */
 export const S3RVER_ENV = {
@@ -58,16 +52,15 @@ export async function startS3(): Promise<TestS3> {
   for (const k of ENV_KEYS) delete process.env[k];
   Object.assign(process.env, S3RVER_ENV);
 
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir, resetOnClose: false });
-  let address: AddressInfo;
+  let server: S3rverProcess;
   try {
-    address = await server.run();
+    server = await startS3rverProcess(dir);
   } catch (err) {
     restoreEnv(savedEnv);
     await fsp.rm(dir, { recursive: true, force: true });
     throw err;
   }
-  const endpoint = `http://127.0.0.1:${address.port}`;
+  const endpoint = `http://127.0.0.1:${server.port}`;
   const client = new S3Client({
     endpoint,
     region: S3RVER_ENV.AWS_REGION,
@@ -99,11 +92,53 @@ export async function startS3(): Promise<TestS3> {
     async stop() {
       for (const lake of lakes) await lake.close();
       client.destroy();
-      // Keep-alive sockets would hold close() open forever.
-      server.httpServer?.closeAllConnections();
-      await server.close();
+      await server.stop();
       restoreEnv(savedEnv);
       await fsp.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface S3rverProcess {
+  port: number;
+  stop(): Promise<void>;
+}
+
+async function startS3rverProcess(dir: string): Promise<S3rverProcess> {
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '--import', 'tsx', S3RVER_PROCESS, dir], {
+    cwd: REPO,
+    // stderr inherited, not piped: a pipe would keep the test process alive as long as the child.
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // A test process that ends without stop() (a crash, Ctrl-C) takes its s3rver along.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('message', (m: { port: number }) => resolve(m.port));
+      child.once('exit', (code, signal) => reject(new Error(`s3rver exited (${code ?? signal}) before listening (its stderr is above)`)));
+    });
+  } catch (err) {
+    child.kill('SIGKILL');
+    process.off('exit', killOnExit);
+    throw err;
+  }
+  // Running, it must not keep the test process alive on its own.
+  child.unref();
+  child.channel?.unref();
+  return {
+    port,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.ref();
+        child.channel?.ref();
+        child.send('stop');
+        await exited;
+      }
+      process.off('exit', killOnExit);
     },
   };
 }
