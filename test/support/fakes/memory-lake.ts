@@ -4,6 +4,7 @@
 // version and call afterCopy between the copy and the delete, reads that stream a snapshot of the
 // bytes and stop on an abort. Any operation can be told to fail, for a key or for all.
 
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 
 import { MkpiError } from '../../../lib/domain/errors.js';
@@ -35,6 +36,12 @@ export interface MemoryLakeOptions {
    * object) or 'new' (what AWS gives a copy of a multipart or SSE-KMS object).
    */
   copies?: 'keep' | 'new';
+  /**
+   * How writes are fingerprinted: 'clock' (default) a new fingerprint on every write, as
+   * "size:mtime" on a disk; 'content-md5' the MD5 of the bytes, as S3 gives a single-part upload
+   * (the same bytes written again keep their ETag; see putMultipart for the other kind).
+   */
+  fingerprints?: 'clock' | 'content-md5';
   /** Sizes of the chunks a read hands out; read n uses chunkSizes[n % length]. Default: 64 KiB. */
   chunkSizes?: number[];
 }
@@ -69,6 +76,7 @@ export class MemoryLake implements Lake {
   private readonly objects = new Map<string, StoredObject>();
   private readonly faults: Fault[] = [];
   private readonly copies: 'keep' | 'new';
+  private readonly fingerprints: 'clock' | 'content-md5';
   private readonly chunkSizes: number[];
   /** A clock that ticks on every write: what makes each write's fingerprint new. */
   private clock = 0;
@@ -77,6 +85,7 @@ export class MemoryLake implements Lake {
   constructor(opts: MemoryLakeOptions = {}) {
     this.root = opts.root ?? 'memory://lake';
     this.copies = opts.copies ?? 'keep';
+    this.fingerprints = opts.fingerprints ?? 'clock';
     this.chunkSizes = opts.chunkSizes && opts.chunkSizes.length > 0 ? opts.chunkSizes : [64 * 1024];
     if (this.chunkSizes.some((n) => !(Number.isInteger(n) && n > 0))) throw new Error('chunk sizes must be positive integers');
   }
@@ -87,9 +96,26 @@ export class MemoryLake implements Lake {
   put(key: string, body: string | Buffer, opts: { fingerprint?: string } = {}): string {
     assertSafeKey(key);
     const buf = Buffer.from(body);
-    const fingerprint = opts.fingerprint ?? this.nextFingerprint(buf.length);
+    const fingerprint = opts.fingerprint ?? this.nextFingerprint(buf);
     this.objects.set(key, { body: buf, fingerprint });
     return fingerprint;
+  }
+
+  /**
+   * The bytes uploaded in `parts` parts: S3 gives them the ETag "MD5 of the parts' MD5s-N",
+   * which is not the MD5 of the content.
+   */
+  putMultipart(key: string, body: string | Buffer, parts = 2): string {
+    const buf = Buffer.from(body);
+    const size = Math.max(1, Math.ceil(buf.length / parts));
+    const all = createHash('md5');
+    for (let i = 0; i < parts; i++)
+      all.update(
+        createHash('md5')
+          .update(buf.subarray(i * size, (i + 1) * size))
+          .digest(),
+      );
+    return this.put(key, buf, { fingerprint: `${all.digest('hex')}-${parts}` });
   }
 
   /** Removes an object behind the pipeline's back (a user deleting a file). */
@@ -205,7 +231,7 @@ export class MemoryLake implements Lake {
     }
     // Published whole or not at all, as the adapters do (rename on disk, one PUT on S3).
     const buf = Buffer.concat(parts);
-    this.objects.set(key, { body: buf, fingerprint: this.nextFingerprint(buf.length) });
+    this.objects.set(key, { body: buf, fingerprint: this.nextFingerprint(buf) });
   }
 
   async moveNoOverwrite(from: string, to: string, opts: MoveOptions = {}): Promise<MoveOutcome> {
@@ -218,7 +244,7 @@ export class MemoryLake implements Lake {
     if (opts.expectFingerprint !== undefined && src.fingerprint !== opts.expectFingerprint) return 'changed';
     const copy: StoredObject = {
       body: src.body,
-      fingerprint: this.copies === 'keep' ? src.fingerprint : `${this.nextFingerprint(src.body.length)}-copy`,
+      fingerprint: this.copies === 'keep' ? src.fingerprint : this.copyFingerprint(src.body),
     };
     this.objects.set(to, copy);
     // A throw here leaves the complete copy and the source, as on disk and on S3.
@@ -247,8 +273,14 @@ export class MemoryLake implements Lake {
     return o && { key, size: o.body.length, fingerprint: o.fingerprint };
   }
 
-  private nextFingerprint(size: number): string {
-    return `${size}:${++this.clock}`;
+  private nextFingerprint(body: Buffer): string {
+    if (this.fingerprints === 'content-md5') return createHash('md5').update(body).digest('hex');
+    return `${body.length}:${++this.clock}`;
+  }
+
+  /** What AWS gives a copy of a multipart or SSE-KMS object: an ETag that is no content hash. */
+  private copyFingerprint(body: Buffer): string {
+    return `${createHash('md5').update(`copy ${++this.clock}`).digest('hex')}-${Math.max(1, Math.ceil(body.length / (8 << 20)))}`;
   }
 
   /** The error of the first live fault of `op` matching `key`, counting it as used. */
