@@ -1,6 +1,7 @@
-// The memory lake keeps the Lake port's promises (lib/domain/lake.ts), so that tests run on it
-// mean something for the real lakes.
+// The memory lake keeps the Lake port's promises (the shared contract, which LocalLake and
+// S3Lake pass too), plus what only a fake has: chunk sizes, S3-style ETags, failures on demand.
 
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 
 import { expect } from 'chai';
@@ -8,6 +9,7 @@ import { expect } from 'chai';
 import { isMkpiError, MkpiError } from '../../../lib/domain/errors.js';
 import type { LakeObject } from '../../../lib/domain/lake.js';
 import { MemoryLake } from '../../support/fakes/memory-lake.js';
+import { describeLakeContract } from '../../support/fakes/lake-contract.js';
 
 async function readAll(stream: Readable): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
@@ -25,36 +27,33 @@ async function failure(p: Promise<unknown>): Promise<MkpiError> {
   throw new Error('expected a failure');
 }
 
-describe('MemoryLake', () => {
-  it('lists by key in code point order, under the prefix, never returning an excluded prefix', async () => {
-    const lake = new MemoryLake();
-    for (const k of [
-      'streams/b.csv',
-      'streams/\u{1F600}.csv',
-      'streams/\uFFFD.csv',
-      'streams/archived/a.csv',
-      'streams/a.csv',
-      'songs.csv',
-    ]) {
-      lake.put(k, 'x');
-    }
-    const keys = (await lake.list('streams/', ['streams/archived/'])).map((o) => o.key);
-    // UTF-16 order would put the astral character first.
-    expect(keys).to.deep.equal(['streams/a.csv', 'streams/b.csv', 'streams/\uFFFD.csv', 'streams/\u{1F600}.csv']);
-    expect((await lake.list('streams/archived/')).map((o) => o.key)).to.deep.equal(['streams/archived/a.csv']);
-    expect(await lake.list('nothing/')).to.deep.equal([]);
-  });
+describeLakeContract('MemoryLake', async () => ({ lake: new MemoryLake(), close: async () => undefined }));
+describeLakeContract('MemoryLake, S3-style (content-MD5 ETags, copies with new ETags, 1-byte chunks)', async () => ({
+  lake: new MemoryLake({ fingerprints: 'content-md5', copies: 'new', chunkSizes: [1] }),
+  close: async () => undefined,
+}));
 
-  it('gives every write a new fingerprint, the same bytes included, and stat describes the object', async () => {
+describe('MemoryLake (what only the fake does)', () => {
+  it('gives every write a new fingerprint by default, the same bytes included', async () => {
     const lake = new MemoryLake();
     const f1 = lake.put('a.csv', 'abc');
     const f2 = lake.put('a.csv', 'abc');
     expect(f1).to.not.equal(f2);
     await lake.write('a.csv', Readable.from([Buffer.from('abc')]));
     const st = (await lake.stat('a.csv'))!;
-    expect(st.size).to.equal(3);
     expect([f1, f2]).to.not.include(st.fingerprint);
-    expect(await lake.stat('missing.csv')).to.equal(undefined);
+  });
+
+  it("with fingerprints 'content-md5', gives a single-part upload its MD5 as ETag and a multipart one a '-N' ETag", async () => {
+    const lake = new MemoryLake({ fingerprints: 'content-md5' });
+    const md5 = createHash('md5').update('abc').digest('hex');
+    expect(lake.put('a', 'abc')).to.equal(md5);
+    await lake.write('b', Readable.from([Buffer.from('abc')]));
+    expect(lake.fingerprintOf('b')).to.equal(md5);
+    const mp = lake.putMultipart('c', 'abc', 3);
+    expect(mp).to.match(/^[0-9a-f]{32}-3$/);
+    expect(lake.putMultipart('d', 'abc', 3)).to.equal(mp);
+    expect(lake.putMultipart('e', 'abd', 3)).to.not.equal(mp);
   });
 
   it('reads in the configured chunks, a snapshot of the bytes when the read began', async () => {
@@ -84,14 +83,8 @@ describe('MemoryLake', () => {
     expect(isMkpiError(err) && err.code).to.equal('MKPI_INTERRUPTED');
   });
 
-  it('refuses keys that leave the root', async () => {
-    const lake = new MemoryLake();
-    expect((await failure(lake.stat('../x'))).code).to.equal('MKPI_CONFIG');
-    expect((await failure(lake.read('/abs'))).code).to.equal('MKPI_CONFIG');
-  });
-
   describe('moveNoOverwrite', () => {
-    it('copies, calls afterCopy with the copy while the source is still there, then deletes the source', async () => {
+    it("gives the copy the source's fingerprint by default (a hard link, a single-part S3 copy)", async () => {
       const lake = new MemoryLake();
       const fp = lake.put('s/a.csv', 'abc');
       const seen: { copy: LakeObject; source: boolean }[] = [];
@@ -112,39 +105,6 @@ describe('MemoryLake', () => {
       expect(copyFp).to.not.equal(fp);
       expect(lake.fingerprintOf('arch/a.csv')).to.equal(copyFp);
     });
-
-    it("never overwrites ('exists') and never moves another version ('changed'), changing nothing", async () => {
-      const lake = new MemoryLake();
-      lake.put('s/a.csv', 'new');
-      lake.put('arch/a.csv', 'old');
-      const before = lake.contents();
-      expect(await lake.moveNoOverwrite('s/a.csv', 'arch/a.csv')).to.equal('exists');
-      expect(await lake.moveNoOverwrite('s/a.csv', 'arch/b.csv', { expectFingerprint: 'not-this' })).to.equal('changed');
-      expect(lake.contents()).to.deep.equal(before);
-      expect((await failure(lake.moveNoOverwrite('s/none.csv', 'arch/none.csv'))).code).to.equal('MKPI_NO_INPUT');
-    });
-
-    it('keeps the source and the complete copy when afterCopy throws', async () => {
-      const lake = new MemoryLake();
-      lake.put('s/a.csv', 'abc');
-      const err = await lake
-        .moveNoOverwrite('s/a.csv', 'arch/a.csv', {
-          afterCopy: () => {
-            throw new Error('ledger down');
-          },
-        })
-        .catch((e: unknown) => e);
-      expect((err as Error).message).to.equal('ledger down');
-      expect(lake.contents()).to.deep.equal({ 'arch/a.csv': 'abc', 's/a.csv': 'abc' });
-    });
-  });
-
-  it('removes quietly when the object is already gone', async () => {
-    const lake = new MemoryLake();
-    lake.put('a', 'x');
-    await lake.remove('a');
-    await lake.remove('a');
-    expect(lake.keys()).to.deep.equal([]);
   });
 
   describe('failOn', () => {
