@@ -3,11 +3,12 @@
 // states it, the circuit breaker (§5.3), idempotence (§9.3), file identity (§10.2), twin repair
 // (§10.3), archiving (§11) and late files (§12).
 
+import { createHash } from 'node:crypto';
+
 import { expect } from 'chai';
 
 import type { KpiTable } from '../../../lib/domain/kpi.js';
 import type { RunReport } from '../../../lib/pipeline/report.js';
-import { archiveKeys } from '../../../lib/stages/plan.js';
 import { MemoryLake } from '../../support/fakes/memory-lake.js';
 import { MemoryWarehouse, type WarehouseSnapshot } from '../../support/fakes/memory-warehouse.js';
 import { LAYOUT, STREAMS, TINY_GENRE, TINY_HOURLY, addStreams, runOn, tinyLake, type StreamName } from '../../support/fakes/tiny-lake.js';
@@ -199,7 +200,8 @@ describe('pipeline: runPipeline on the memory lake and warehouse', () => {
       expect(r.files.map((f) => [f.name, f.status])).to.deep.equal([[s('a.csv'), 'read']]);
       // The earlier a.csv carries 2024-06-01 too: it is read again from the archive.
       expect(r.reread.map((x) => x.name)).to.deep.equal([a('a.csv')]);
-      const tagged = archiveKeys(LAYOUT, s('a.csv'), fp)[1];
+      // <stem>~<first 10 hex digits of the SHA-256 of the source's fingerprint><ext> (§11).
+      const tagged = a(`a~${createHash('sha256').update(fp).digest('hex').slice(0, 10)}.csv`);
       expect(r.archived).to.deep.equal([{ from: s('a.csv'), to: tagged, renamed: true }]);
       expect(r.warnings.some((m) => m.includes(tagged))).to.equal(true);
       expect(lake.text(a('a.csv'))).to.equal(STREAMS['a.csv']);
