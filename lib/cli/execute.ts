@@ -45,7 +45,7 @@ export function errorJson(command: string, error: ErrorShape): unknown {
 }
 
 /** Prints a failure: one line (and a hint) on stderr, then the JSON object as stdout's last line. */
-export function printFailure(command: string, error: ErrorShape, json: unknown | undefined, cause?: unknown): void {
+export function printFailure(command: string, error: ErrorShape, json: unknown, cause?: unknown): void {
   process.stderr.write(`musickpi${command ? ' ' + command : ''}: ${error.code}: ${error.message}\n`);
   if (error.hint) process.stderr.write(`  hint: ${error.hint}\n`);
   if (error.code === 'MKPI_INTERNAL' && cause instanceof Error && cause.stack) process.stderr.write(redact(cause.stack) + '\n');

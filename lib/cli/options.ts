@@ -8,7 +8,14 @@ import { COMMAND_OPTIONS, OPTIONS, envName, type CommandName, type OptionName } 
 export function declareOptions(y: Argv, command: CommandName): Argv {
   let out = y;
   for (const name of COMMAND_OPTIONS[command] as readonly OptionName[]) {
-    const spec: { kind: string; describe: string; group?: string; default?: unknown; defaultText?: string; alias?: string } = OPTIONS[name];
+    const spec: {
+      kind: string;
+      describe: string;
+      group?: string;
+      default?: string | number | boolean;
+      defaultText?: string;
+      alias?: string;
+    } = OPTIONS[name];
     const shownDefault = spec.defaultText ?? (spec.default === undefined || spec.default === false ? undefined : String(spec.default));
     const notes = [shownDefault === undefined ? '' : `[default: ${shownDefault}]`, `[env: ${envName(name)}]`].filter(Boolean).join(' ');
     out = out.option(name, {

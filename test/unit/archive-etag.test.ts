@@ -1,122 +1,50 @@
 // Archiving and locating files whose archived copy has a different fingerprint than the file
 // that was loaded — what AWS does to a copy of a multipart or SSE-KMS object (a new ETag), and
-// what s3rver never does. A fake lake with that behaviour, and a fake ledger.
+// what s3rver never does. The memory lake with that behaviour, and the memory warehouse's ledger.
 
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
 
 import { expect } from 'chai';
 
 import { archiveLoaded, sameContent } from '../../lib/stages/archive.js';
-import { MkpiError } from '../../lib/domain/errors.js';
-import type { Lake, LakeObject, MoveOptions, MoveOutcome } from '../../lib/domain/lake.js';
+import type { MkpiError } from '../../lib/domain/errors.js';
 import { archiveKeys, FileMatcher, findTwins, locate, planPending } from '../../lib/stages/plan.js';
 import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
 import type { LedgerEntry } from '../../lib/domain/ledger.js';
-import type { Warehouse } from '../../lib/domain/warehouse.js';
+import { MemoryLake } from '../support/fakes/memory-lake.js';
+import { MemoryWarehouse } from '../support/fakes/memory-warehouse.js';
 
-/** An S3-like lake in memory. Copies get a new, multipart-style ETag, as AWS gives them. */
-class FakeLake implements Lake {
-  readonly root = 's3://fake/lake';
-  readonly objects = new Map<string, { body: Buffer; etag: string }>();
-  reads: string[] = [];
-  private version = 0;
-
-  constructor(private readonly copyGetsNewEtag = true) {}
-
-  put(key: string, body: string): string {
-    const buf = Buffer.from(body);
-    const etag = createHash('md5').update(buf).digest('hex');
-    this.objects.set(key, { body: buf, etag });
-    return etag;
-  }
-
-  /** The same bytes uploaded in parts: AWS gives the object an ETag of the parts' MD5s, "-N". */
-  putMultipart(key: string, body: string, parts = 2): string {
-    const buf = Buffer.from(body);
-    const etag = `${createHash('md5').update(`parts of ${body}`).digest('hex')}-${parts}`;
-    this.objects.set(key, { body: buf, etag });
-    return etag;
-  }
-
-  async stat(key: string): Promise<LakeObject | undefined> {
-    const o = this.objects.get(key);
-    return o && { key, size: o.body.length, fingerprint: o.etag };
-  }
-
-  async list(prefix: string, exclude: string[] = []): Promise<LakeObject[]> {
-    return [...this.objects.keys()]
-      .filter((k) => k.startsWith(prefix) && !exclude.some((e) => k.startsWith(e)))
-      .sort()
-      .map((k) => ({ key: k, size: this.objects.get(k)!.body.length, fingerprint: this.objects.get(k)!.etag }));
-  }
-
-  async read(key: string): Promise<Readable> {
-    const o = this.objects.get(key);
-    if (!o) throw new MkpiError('MKPI_NO_INPUT', `${key} not found`);
-    this.reads.push(key);
-    // Chunks of 7 and 5 bytes in turn, so that comparisons must realign buffers.
-    const size = this.reads.length % 2 ? 5 : 7;
-    const chunks: Buffer[] = [];
-    for (let i = 0; i < o.body.length; i += size) chunks.push(o.body.subarray(i, i + size));
-    return Readable.from(chunks);
-  }
-
-  async write(): Promise<void> {
-    throw new Error('not used');
-  }
-
-  async moveNoOverwrite(from: string, to: string, opts: MoveOptions = {}): Promise<MoveOutcome> {
-    if (this.objects.has(to)) return 'exists';
-    const src = this.objects.get(from);
-    if (!src) throw new MkpiError('MKPI_NO_INPUT', `${from} not found`);
-    if (opts.expectFingerprint !== undefined && src.etag !== opts.expectFingerprint) return 'changed';
-    const etag = this.copyGetsNewEtag ? `${createHash('md5').update(`copy ${++this.version}`).digest('hex')}-2` : src.etag;
-    this.objects.set(to, { body: src.body, etag });
-    await opts.afterCopy?.({ key: to, size: src.body.length, fingerprint: etag });
-    this.objects.delete(from);
-    return 'moved';
-  }
-
-  async remove(key: string): Promise<void> {
-    this.objects.delete(key);
-  }
-
-  async close(): Promise<void> {}
+/** An S3-like lake: single-part uploads have their content MD5 as ETag; copies get a new ETag, as AWS gives them. */
+function s3Lake(): MemoryLake {
+  // Reads in chunks of 5 and 7 bytes in turn, so that comparisons must realign buffers.
+  return new MemoryLake({ root: 's3://fake/lake', fingerprints: 'content-md5', copies: 'new', chunkSizes: [5, 7] });
 }
 
-class FakeLedger implements Pick<Warehouse, 'readLedger' | 'markArchived'> {
-  readonly entries: LedgerEntry[] = [];
+/** A warehouse whose ledger holds one file loaded into both tables. */
+async function ledgerWith(key: string, fingerprint: string, size: number, contentHash: string | null = null): Promise<MemoryWarehouse> {
+  const w = new MemoryWarehouse();
+  await w.init();
+  await w.load({
+    runId: 'r1',
+    ledger: [
+      {
+        fileKey: key,
+        fingerprint,
+        size,
+        rows: 1,
+        dates: ['2024-06-01'],
+        tables: ['hourly', 'genre'],
+        runId: 'r1',
+        archivedKey: null,
+        contentHash,
+      },
+    ],
+  });
+  return w;
+}
 
-  add(key: string, fingerprint: string, size: number): LedgerEntry {
-    const e: LedgerEntry = {
-      fileKey: key,
-      fingerprint,
-      size,
-      rows: 1,
-      dates: ['2024-06-01'],
-      tables: ['hourly', 'genre'],
-      runId: 'r1',
-      archivedKey: null,
-    };
-    this.entries.push(e);
-    return e;
-  }
-
-  async readLedger(): Promise<LedgerEntry[]> {
-    return this.entries.map((e) => ({ ...e }));
-  }
-
-  async markArchived(fileKey: string, fingerprint: string, archivedKey: string, archivedFingerprint?: string): Promise<void> {
-    const e = this.entries.find((x) => x.fileKey === fileKey && x.fingerprint === fingerprint);
-    if (!e) throw new Error('no such entry');
-    e.archivedKey = archivedKey;
-    e.archivedFingerprint = archivedFingerprint ?? null;
-  }
-
-  get asWarehouse(): Warehouse {
-    return this as unknown as Warehouse;
-  }
+async function firstEntry(w: MemoryWarehouse): Promise<LedgerEntry> {
+  return (await w.readLedger())[0];
 }
 
 const A = 'user_id,track_id,listen_time\nu1,t1,2024-06-01 10:00:00\n';
@@ -140,76 +68,71 @@ async function crashed(p: Promise<unknown>): Promise<void> {
 
 describe('archive and locate when the archived copy gets a new fingerprint (AWS multipart / SSE-KMS)', () => {
   it("archives, records the copy's fingerprint in the ledger, and locate finds the copy", async () => {
-    const lake = new FakeLake();
-    const ledger = new FakeLedger();
+    const lake = s3Lake();
     const fp = lake.put('streams/a.csv', A);
-    ledger.add('streams/a.csv', fp, A.length);
-    const done = await archiveLoaded(lake, ledger.asWarehouse, layout);
+    const ledger = await ledgerWith('streams/a.csv', fp, A.length);
+    const done = await archiveLoaded(lake, ledger, layout);
     expect(done).to.deep.equal([{ from: 'streams/a.csv', to: 'streams/archived/a.csv', renamed: false }]);
-    const entry = ledger.entries[0];
+    const entry = await firstEntry(ledger);
     expect(entry.archivedKey).to.equal('streams/archived/a.csv');
-    expect(entry.archivedFingerprint).to.equal(lake.objects.get('streams/archived/a.csv')!.etag);
+    expect(entry.archivedFingerprint).to.equal(lake.fingerprintOf('streams/archived/a.csv'));
     expect(entry.archivedFingerprint).to.not.equal(fp);
     const found = await locate(lake, layout, entry);
     expect(found.key).to.equal('streams/archived/a.csv');
   });
 
   it('a run that died after the copy, before the ledger knew of it, is finished without a second copy (the bytes prove it is ours)', async () => {
-    const lake = new FakeLake();
-    const ledger = new FakeLedger();
+    const lake = s3Lake();
     const fp = lake.put('streams/a.csv', A);
-    ledger.add('streams/a.csv', fp, A.length);
-    await crashed(archiveLoaded(lake, ledger.asWarehouse, layout, { fault: crashAt('after-archive-copy') }));
-    expect([...lake.objects.keys()].sort()).to.deep.equal(['streams/a.csv', 'streams/archived/a.csv']);
-    expect(ledger.entries[0].archivedKey).to.equal(null);
+    const ledger = await ledgerWith('streams/a.csv', fp, A.length);
+    await crashed(archiveLoaded(lake, ledger, layout, { fault: crashAt('after-archive-copy') }));
+    expect(lake.keys()).to.deep.equal(['streams/a.csv', 'streams/archived/a.csv']);
+    expect((await firstEntry(ledger)).archivedKey).to.equal(null);
 
-    const done = await archiveLoaded(lake, ledger.asWarehouse, layout);
+    const done = await archiveLoaded(lake, ledger, layout);
     expect(done).to.deep.equal([{ from: 'streams/a.csv', to: 'streams/archived/a.csv', renamed: false }]);
     // Not kept a second time under the "~<tag>" name: the old code took the copy for another file.
-    expect([...lake.objects.keys()]).to.deep.equal(['streams/archived/a.csv']);
-    expect(ledger.entries[0].archivedFingerprint).to.equal(lake.objects.get('streams/archived/a.csv')!.etag);
-    expect((await locate(lake, layout, ledger.entries[0])).key).to.equal('streams/archived/a.csv');
+    expect(lake.keys()).to.deep.equal(['streams/archived/a.csv']);
+    expect((await firstEntry(ledger)).archivedFingerprint).to.equal(lake.fingerprintOf('streams/archived/a.csv'));
+    expect((await locate(lake, layout, await firstEntry(ledger))).key).to.equal('streams/archived/a.csv');
   });
 
   it('a run that died after the ledger recorded the copy, before deleting the source, is finished by the recorded fingerprint', async () => {
-    const lake = new FakeLake();
-    const ledger = new FakeLedger();
+    const lake = s3Lake();
     const fp = lake.put('streams/a.csv', A);
-    ledger.add('streams/a.csv', fp, A.length);
-    await crashed(archiveLoaded(lake, ledger.asWarehouse, layout, { fault: crashAt('after-archive-mark') }));
-    expect([...lake.objects.keys()].sort()).to.deep.equal(['streams/a.csv', 'streams/archived/a.csv']);
+    const ledger = await ledgerWith('streams/a.csv', fp, A.length);
+    await crashed(archiveLoaded(lake, ledger, layout, { fault: crashAt('after-archive-mark') }));
+    expect(lake.keys()).to.deep.equal(['streams/a.csv', 'streams/archived/a.csv']);
     // Meanwhile (the source is still there) the file is found either way.
-    expect((await locate(lake, layout, ledger.entries[0])).key).to.equal('streams/archived/a.csv');
+    expect((await locate(lake, layout, await firstEntry(ledger))).key).to.equal('streams/archived/a.csv');
 
-    lake.reads = [];
-    const done = await archiveLoaded(lake, ledger.asWarehouse, layout);
+    lake.reads.length = 0;
+    const done = await archiveLoaded(lake, ledger, layout);
     expect(done).to.have.length(1);
     expect(lake.reads, 'no need to compare bytes').to.deep.equal([]);
-    expect([...lake.objects.keys()]).to.deep.equal(['streams/archived/a.csv']);
+    expect(lake.keys()).to.deep.equal(['streams/archived/a.csv']);
   });
 
   it('a different file of the same name and size in the archive is never taken for the copy: ours goes under the distinct name', async () => {
-    const lake = new FakeLake();
-    const ledger = new FakeLedger();
+    const lake = s3Lake();
     const other = A.replace('u1', 'u9');
     lake.put('streams/archived/a.csv', other);
     const fp = lake.put('streams/a.csv', A);
-    ledger.add('streams/a.csv', fp, A.length);
-    const done = await archiveLoaded(lake, ledger.asWarehouse, layout);
+    const ledger = await ledgerWith('streams/a.csv', fp, A.length);
+    const done = await archiveLoaded(lake, ledger, layout);
     const distinct = archiveKeys(layout, 'streams/a.csv', fp)[1];
     expect(done).to.deep.equal([{ from: 'streams/a.csv', to: distinct, renamed: true }]);
-    expect(lake.objects.get('streams/archived/a.csv')!.body.toString()).to.equal(other);
-    expect(lake.objects.get(distinct)!.body.toString()).to.equal(A);
-    expect((await locate(lake, layout, ledger.entries[0])).key).to.equal(distinct);
+    expect(lake.text('streams/archived/a.csv')).to.equal(other);
+    expect(lake.text(distinct)).to.equal(A);
+    expect((await locate(lake, layout, await firstEntry(ledger))).key).to.equal(distinct);
   });
 
   it('a source replaced by a newer version after the listing is not archived', async () => {
-    const lake = new FakeLake();
-    const ledger = new FakeLedger();
+    const lake = s3Lake();
     const fp = lake.put('streams/a.csv', A);
-    ledger.add('streams/a.csv', fp, A.length);
+    const ledger = await ledgerWith('streams/a.csv', fp, A.length);
     const skipped: string[] = [];
-    const done = await archiveLoaded(lake, ledger.asWarehouse, layout, {
+    const done = await archiveLoaded(lake, ledger, layout, {
       fault: (p) => {
         if (p === 'after-archive-list') lake.put('streams/a.csv', A + 'u2,t2,2024-06-02 10:00:00\n');
       },
@@ -217,11 +140,11 @@ describe('archive and locate when the archived copy gets a new fingerprint (AWS 
     });
     expect(done).to.deep.equal([]);
     expect(skipped).to.deep.equal(['streams/a.csv']);
-    expect([...lake.objects.keys()]).to.deep.equal(['streams/a.csv']);
+    expect(lake.keys()).to.deep.equal(['streams/a.csv']);
   });
 
   it('locate accepts the archived key with the recorded copy fingerprint, refuses another object there, and trusts the size for older ledgers', async () => {
-    const lake = new FakeLake();
+    const lake = s3Lake();
     const base = { fileKey: 'streams/a.csv', fingerprint: 'f0', size: A.length, rows: 1, dates: [], tables: [], runId: 'r' } as const;
     const etag = lake.put('streams/archived/a.csv', A);
     const entry = (over: Partial<LedgerEntry>): LedgerEntry => ({ ...base, dates: [], tables: [], archivedKey: null, ...over });
@@ -246,7 +169,7 @@ describe('archive and locate when the archived copy gets a new fingerprint (AWS 
   });
 
   it('sameContent compares bytes across unequal chunkings and lengths', async () => {
-    const lake = new FakeLake();
+    const lake = s3Lake();
     lake.put('x', 'abcdefghijklmnopqrstuvwxyz');
     lake.put('y', 'abcdefghijklmnopqrstuvwxyz');
     lake.put('z', 'abcdefghijklmnopqrstuvwxyZ');
@@ -261,11 +184,10 @@ describe('archive and locate when the archived copy gets a new fingerprint (AWS 
   });
 
   it('the same bytes re-uploaded as multipart (another ETag) are the loaded file, by content; a corrected file is not', async () => {
-    const lake = new FakeLake();
-    const ledger = new FakeLedger();
+    const lake = s3Lake();
     const fp = lake.put('streams/a.csv', A);
-    ledger.add('streams/a.csv', fp, A.length).contentHash = createHash('sha256').update(A).digest('hex');
-    await archiveLoaded(lake, ledger.asWarehouse, layout);
+    const ledger = await ledgerWith('streams/a.csv', fp, A.length, createHash('sha256').update(A).digest('hex'));
+    await archiveLoaded(lake, ledger, layout);
     const mp = lake.putMultipart('streams/a.csv', A);
     expect(mp).to.not.equal(fp);
 
@@ -277,10 +199,10 @@ describe('archive and locate when the archived copy gets a new fingerprint (AWS 
     expect(plan.alreadyLoaded.map((p) => p.entry.fingerprint)).to.deep.equal([fp]);
 
     // Archive finds the loaded bytes in the archive already: it only removes the re-delivered copy.
-    const done = await archiveLoaded(lake, ledger.asWarehouse, layout);
+    const done = await archiveLoaded(lake, ledger, layout);
     expect(done).to.deep.equal([{ from: 'streams/a.csv', to: 'streams/archived/a.csv', renamed: false }]);
-    expect([...lake.objects.keys()].sort()).to.deep.equal(['streams/archived/a.csv']);
-    expect(ledger.entries).to.have.length(1);
+    expect(lake.keys()).to.deep.equal(['streams/archived/a.csv']);
+    expect(await ledger.readLedger()).to.have.length(1);
 
     // Same key, same size, other bytes: a different file.
     lake.putMultipart('streams/a.csv', A.replace('u1', 'u9'));
@@ -289,9 +211,8 @@ describe('archive and locate when the archived copy gets a new fingerprint (AWS 
   });
 
   it('hashes only an object whose key the ledger holds under another fingerprint of the same size', async () => {
-    const lake = new FakeLake();
-    const ledger = new FakeLedger();
-    ledger.add('streams/a.csv', 'old', A.length + 3).contentHash = 'x';
+    const lake = s3Lake();
+    const ledger = await ledgerWith('streams/a.csv', 'old', A.length + 3, 'x');
     lake.put('streams/a.csv', A);
     lake.put('streams/b.csv', A);
     const objs = await lake.list('streams/');
@@ -301,11 +222,10 @@ describe('archive and locate when the archived copy gets a new fingerprint (AWS 
   });
 
   it('a ledger row from before content hashes is matched by comparing with its copy in the lake', async () => {
-    const lake = new FakeLake();
-    const ledger = new FakeLedger();
+    const lake = s3Lake();
     const fp = lake.put('streams/a.csv', A);
-    ledger.add('streams/a.csv', fp, A.length);
-    await archiveLoaded(lake, ledger.asWarehouse, layout);
+    const ledger = await ledgerWith('streams/a.csv', fp, A.length);
+    await archiveLoaded(lake, ledger, layout);
     lake.putMultipart('streams/a.csv', A);
     const [obj] = await lake.list('streams/', ['streams/archived/']);
     expect((await new FileMatcher(lake, layout, await ledger.readLedger()).match(obj))?.fingerprint).to.equal(fp);

@@ -18,11 +18,11 @@ import { loadDimensions, scanStreamFile, type StreamScan } from '../../lib/stage
 import { liveWorkers, plannedWorkers, scanFilesParallel, type ParallelOptions } from '../../lib/pipeline/parallel-scan.js';
 import { RejectSink } from '../../lib/stages/rejects.js';
 import { MkpiError, isMkpiError } from '../../lib/domain/errors.js';
-import type { LedgerEntry } from '../../lib/domain/ledger.js';
-import type { LoadBatch, LoadResult, Warehouse } from '../../lib/domain/warehouse.js';
+import type { LoadBatch } from '../../lib/domain/warehouse.js';
 import type { RunReport } from '../../lib/pipeline/report.js';
 import { generateLake } from '../../bench/generate-lake.js';
 import { startS3, startFaultyProxy, type TestS3 } from '../support/s3.js';
+import { MemoryWarehouse } from '../support/fakes/memory-warehouse.js';
 
 const REPO = new URL('../..', import.meta.url).pathname;
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -56,37 +56,6 @@ function messyLake(opts: { streams: number; files: number; seed?: number; messy?
     startDate: '2024-06-01',
   });
   return d;
-}
-
-/** A warehouse that keeps what it is given: enough for runPipeline's compute and load. */
-class MemoryWarehouse implements Warehouse {
-  readonly description = 'memory://test';
-  batch: Omit<LoadBatch, 'onStep'> | undefined;
-  async init(): Promise<void> {}
-  async isInitialised(): Promise<boolean> {
-    return true;
-  }
-  async acquireRunLock() {
-    return { release: async () => undefined };
-  }
-  async readLedger(): Promise<LedgerEntry[]> {
-    return [];
-  }
-  async load(batch: LoadBatch): Promise<LoadResult> {
-    await batch.onStep?.('committed');
-    const { onStep: _, ...rest } = batch;
-    this.batch = rest;
-    return { hourlyRowsWritten: 0, genreRowsWritten: 0, hourlyRowsDeleted: 0, genreRowsDeleted: 0 };
-  }
-  async markArchived(): Promise<void> {}
-  async claimLake(): Promise<void> {}
-  async lakeClaim(): Promise<string | null> {
-    return null;
-  }
-  async query() {
-    return { columns: [], rows: [], command: 'SELECT', rowCount: 0 };
-  }
-  async close(): Promise<void> {}
 }
 
 interface Outcome {
@@ -123,7 +92,7 @@ async function compute(
       ...extra,
     });
     const path = join(lakeDir, rejectsKey);
-    return { report, batch: warehouse.batch, rejects: existsSync(path) ? readFileSync(path, 'latin1') : null, events, faults };
+    return { report, batch: warehouse.lastBatch, rejects: existsSync(path) ? readFileSync(path, 'latin1') : null, events, faults };
   } finally {
     await lake.close();
   }
