@@ -57,7 +57,8 @@ export function defaultWorkers(): number {
 export function plannedWorkers(opts: ParallelOptions | undefined, files: readonly LakeObject[]): number {
   if (!opts?.lake) return 0;
   const n = Math.min(opts.workers ?? defaultWorkers(), files.length);
-  if (!(n >= 1)) return 0;
+  // One file has one reader: a worker for it would only add a thread's start-up.
+  if (files.length < 2 || !(n >= 1)) return 0;
   let bytes = 0;
   for (const f of files) bytes += isGzipKey(f.key) ? f.size * GZIP_TEXT_RATIO : f.size;
   return bytes < (opts.minBytes ?? DEFAULT_MIN_PARALLEL_BYTES) ? 0 : Math.floor(n);

@@ -135,9 +135,10 @@ async function archiveOne(
 }
 
 /**
- * Whether `existing` (in the archive) is a copy of `obj` (the loaded source): the same
- * fingerprint, or the copy fingerprint the ledger recorded for that key, or else the same bytes.
- * Never true for a different file, whatever its ETag looks like.
+ * Whether `existing` (in the archive) is a copy of `obj` (the loaded source): the copy the
+ * ledger recorded for that key, or else the same bytes. Never true for a different file: an
+ * equal fingerprint is not enough, since on a local disk two files of one size written in the
+ * same millisecond share one (this path is rare, and deleting a source is not undone).
  */
 export async function isCopyOf(
   lake: Lake,
@@ -147,7 +148,6 @@ export async function isCopyOf(
   signal?: AbortSignal,
 ): Promise<boolean> {
   if (existing.size !== obj.size) return false;
-  if (existing.fingerprint === obj.fingerprint) return true;
   if (entry.archivedKey === existing.key && entry.archivedFingerprint === existing.fingerprint) return true;
   // A copy whose store gave it a new fingerprint, made by a run that died before recording it.
   return sameContent(lake, obj.key, existing.key, signal);

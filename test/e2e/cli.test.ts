@@ -177,7 +177,16 @@ describe('e2e: musickpi CLI', function () {
     const r66 = await runCli(['run', '--lake', noSongs, '--warehouse', url, '--json']);
     expect(r66.code).to.equal(66);
     expect(r66.json.error.code).to.equal('MKPI_NO_INPUT');
-    const down = await runCli(['run', '--lake', lake, '--warehouse', 'postgresql://nobody:s3cret-pw@127.0.0.1:1/db', '--json']);
+    const down = await runCli([
+      'run',
+      '--lake',
+      lake,
+      '--warehouse',
+      'postgresql://nobody:s3cret-pw@127.0.0.1:1/db',
+      '--json',
+      '--connect-timeout',
+      '0',
+    ]);
     expect(down.code).to.equal(69);
     expect(down.stdout + down.stderr).not.to.contain('s3cret-pw');
   });

@@ -405,6 +405,7 @@ describe('hostile input corpus (fixtures/hostile)', function () {
       expect(tables.rows.map((r) => `${r.table_schema}.${r.table_name}`)).to.deep.equal([
         'reporting_schema.genre_level_kpis',
         'reporting_schema.hourly_kpis',
+        'reporting_schema.musickpi_lake',
         'reporting_schema.musickpi_ledger',
         'reporting_schema.musickpi_ledger_dates',
       ]);

@@ -148,7 +148,9 @@ describe('parallel scan (worker threads)', function () {
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, big)).to.equal(2);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 8 }, big)).to.equal(2);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(40 << 20)])).to.equal(0);
-    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 1 }, big)).to.equal(0);
+    // --workers 1 is one worker beside the main thread.
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 1 }, big)).to.equal(1);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 0 }, big)).to.equal(0);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(1000), f(1000)])).to.equal(0);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2, minBytes: 0 }, [f(1000), f(1000)])).to.equal(2);
     // A .gz file weighs what it inflates to (about 3x its size).

@@ -127,7 +127,7 @@ describe('MemoryWarehouse (what only the fake does)', () => {
 
   it('is claimed by one lake: the same lake again is fine, another is MKPI_CONFIG unless adopted', async () => {
     const w = new MemoryWarehouse();
-    expect(await w.lakeClaim()).to.equal(undefined);
+    expect(await w.lakeClaim()).to.equal(null);
     await w.claimLake('s3://bucket/lake');
     await w.claimLake('s3://bucket/lake');
     expect((await failure(w.session().claimLake('/data/lake'))).code).to.equal('MKPI_CONFIG');

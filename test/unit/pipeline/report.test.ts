@@ -50,7 +50,9 @@ describe('pipeline/report', () => {
     expect(r.error?.message).to.not.contain('hunter2');
     expect(r.error?.hint).to.not.contain(':b@');
     setError(r, new MkpiError('MKPI_INTERNAL', 'x'));
-    expect(r.error).to.deep.equal({ code: 'MKPI_INTERNAL', message: 'x', hint: null });
+    expect(r.error).to.deep.equal({ code: 'MKPI_INTERNAL', message: 'x', hint: null, stage: null });
+    setError(r, new MkpiError('MKPI_INTERNAL', 'x'), 'load');
+    expect(r.error?.stage).to.equal('load');
   });
 
   it('newRunId is a UTC timestamp and a random suffix, sortable by time', () => {
