@@ -23,3 +23,15 @@ export const SONG_REJECT_REASONS = ['malformed', 'missing_track_id', 'missing_tr
 export type SongRejectReason = (typeof SONG_REJECT_REASONS)[number];
 export const USER_REJECT_REASONS = ['malformed', 'missing_user_id'] as const;
 export type UserRejectReason = (typeof USER_REJECT_REASONS)[number];
+
+/**
+ * A valid dimension row whose ID an earlier valid row already holds (contract §4.1): listed in the
+ * rejects CSV, but not a reject reason of the report. It is counted as `duplicates`, apart from
+ * `rejected`, and no threshold applies to it.
+ */
+export const SONG_DUPLICATE_REASON = 'duplicate_track_id';
+export const USER_DUPLICATE_REASON = 'duplicate_user_id';
+export type DuplicateReason = typeof SONG_DUPLICATE_REASON | typeof USER_DUPLICATE_REASON;
+
+/** Every code the rejects CSV's `reason` column can hold. */
+export type RejectsCsvReason = RejectReason | SongRejectReason | UserRejectReason | DuplicateReason;

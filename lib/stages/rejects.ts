@@ -1,5 +1,6 @@
 // Rejected rows are never silently dropped (spec §3): each goes to a CSV with the file name,
-// line number and reason, plus the row as read. Rows are spooled to a local temp file (memory
+// line number, reason and a short explanation of it (detail), plus the row as read. Dimension
+// rows that lose to an earlier row of the same ID are listed there too. Rows are spooled to a local temp file (memory
 // stays flat however many rows are rejected) and published into the lake at the end.
 //
 // Worker threads (parallel-scan.ts) each write the rejects of one stream file to a spool file of
@@ -13,12 +14,12 @@ import type { Lake } from '../domain/lake.js';
 import { csvField } from '../domain/text.js';
 
 const FLUSH_AT = 1 << 20;
-const HEADER = 'file,line,reason,raw\n';
+export const REJECTS_HEADER = 'file,line,reason,detail,raw\n';
 
 /** One line of the rejects CSV. */
-export function rejectLine(file: string, line: number, reason: string, fields: readonly string[]): string {
+export function rejectLine(file: string, line: number, reason: string, detail: string, fields: readonly string[]): string {
   const raw = fields.map(csvField).join(',');
-  return `${csvField(file)},${line},${reason},${csvField(raw)}\n`;
+  return `${csvField(file)},${line},${reason},${csvField(detail)},${csvField(raw)}\n`;
 }
 
 /** Buffered, synchronous appends to one file: rejects lines, with or without the CSV header. */
@@ -32,9 +33,9 @@ class LineFile {
     this.fd = openSync(path, 'w');
   }
 
-  add(file: string, line: number, reason: string, fields: readonly string[]): void {
+  add(file: string, line: number, reason: string, detail: string, fields: readonly string[]): void {
     this.count++;
-    this.push(rejectLine(file, line, reason, fields));
+    this.push(rejectLine(file, line, reason, detail, fields));
   }
 
   push(s: string): void {
@@ -98,8 +99,8 @@ export class RejectSpool {
     return this.file.count;
   }
 
-  add(file: string, line: number, reason: string, fields: readonly string[]): void {
-    this.file.add(file, line, reason, fields);
+  add(file: string, line: number, reason: string, detail: string, fields: readonly string[]): void {
+    this.file.add(file, line, reason, detail, fields);
   }
 
   /** Flushes and closes the file; idempotent. */
@@ -110,7 +111,8 @@ export class RejectSpool {
 
 /** Where scanning code writes its rejects: the run's RejectSink, or a worker's RejectSpool. */
 export interface RejectWriter {
-  add(file: string, line: number, reason: string, fields: readonly string[]): void;
+  /** `detail` says why in a few words (validate.ts builds it); `fields` are the record as parsed. */
+  add(file: string, line: number, reason: string, detail: string, fields: readonly string[]): void;
 }
 
 export class RejectSink implements RejectWriter {
@@ -120,7 +122,7 @@ export class RejectSink implements RejectWriter {
   constructor() {
     this.dir = mkdtempSync(join(tmpdir(), 'musickpi-rejects-'));
     this.file = new LineFile(join(this.dir, 'rejects.csv'));
-    this.file.push(HEADER);
+    this.file.push(REJECTS_HEADER);
   }
 
   /** Rows written so far. */
@@ -128,8 +130,8 @@ export class RejectSink implements RejectWriter {
     return this.file.count;
   }
 
-  add(file: string, line: number, reason: string, fields: readonly string[]): void {
-    this.file.add(file, line, reason, fields);
+  add(file: string, line: number, reason: string, detail: string, fields: readonly string[]): void {
+    this.file.add(file, line, reason, detail, fields);
   }
 
   /** Appends a closed RejectSpool's rows (`count` of them), after the rows written so far. */

@@ -17,12 +17,20 @@ import {
   checkSong,
   checkStreamRow,
   checkUser,
+  duplicateDetail,
   newStreamRowCheck,
   resolveHeader,
+  streamRejectDetail,
   type Dimensions,
   type ResolvedHeader,
 } from './validate.js';
-import { REJECT_REASONS, SONG_REJECT_REASONS, USER_REJECT_REASONS } from '../domain/reject-reasons.js';
+import {
+  REJECT_REASONS,
+  SONG_DUPLICATE_REASON,
+  SONG_REJECT_REASONS,
+  USER_DUPLICATE_REASON,
+  USER_REJECT_REASONS,
+} from '../domain/reject-reasons.js';
 
 const PROGRESS_EVERY = 1 << 16;
 
@@ -104,7 +112,7 @@ export async function loadDimensions(
   keys: { songs: string; users: string },
   opts: ScanOptions,
 ): Promise<{ dims: Dimensions; songs: DimensionFileReport; users: DimensionFileReport }> {
-  const builder = new DimensionsBuilder();
+  const builder = new DimensionsBuilder(keys);
   for (const key of [keys.songs, keys.users]) {
     if ((await lake.stat(key)) === undefined) {
       throw new MkpiError('MKPI_NO_INPUT', `${lake.root}: ${key} not found`, {
@@ -125,13 +133,17 @@ export async function loadDimensions(
   };
   const s = await readHeaderAndRows(lake, keys.songs, SONG_COLUMNS, opts, (fields, line, flag, h) => {
     songs.rows++;
-    const check = flag === 0 ? checkSong(fields, h) : ({ ok: false, reason: 'malformed' } as const);
+    const check = checkSong(fields, h, flag);
     if (check.ok) {
       songs.valid++;
-      builder.addSong(check);
+      const first = builder.addSong(check, line);
+      // A duplicate is listed, not counted as a reject: it stays in `duplicates` (contract §4.1).
+      if (first !== undefined) {
+        opts.rejects?.add(keys.songs, line, SONG_DUPLICATE_REASON, duplicateDetail('track_id', check.trackId, first), fields);
+      }
     } else {
       songs.rejected[check.reason]++;
-      opts.rejects?.add(keys.songs, line, check.reason, fields);
+      opts.rejects?.add(keys.songs, line, check.reason, check.detail, fields);
     }
   });
   songs.bytes = s.bytes;
@@ -148,13 +160,16 @@ export async function loadDimensions(
   };
   const u = await readHeaderAndRows(lake, keys.users, USER_COLUMNS, opts, (fields, line, flag, h) => {
     users.rows++;
-    const check = flag === 0 ? checkUser(fields, h) : ({ ok: false, reason: 'malformed' } as const);
+    const check = checkUser(fields, h, flag);
     if (check.ok) {
       users.valid++;
-      builder.addUser(check);
+      const first = builder.addUser(check, line);
+      if (first !== undefined) {
+        opts.rejects?.add(keys.users, line, USER_DUPLICATE_REASON, duplicateDetail('user_id', check.userId, first), fields);
+      }
     } else {
       users.rejected[check.reason]++;
-      opts.rejects?.add(keys.users, line, check.reason, fields);
+      opts.rejects?.add(keys.users, line, check.reason, check.detail, fields);
     }
   });
   users.bytes = u.bytes;
@@ -179,6 +194,9 @@ export interface StreamDims {
   tracks: IdIndex;
   users: IdIndex;
   userAgeGroup: Int8Array;
+  /** Lake keys of the dimension files, which unknown_track and unknown_user details name. */
+  songsFile: string;
+  usersFile: string;
 }
 
 /** Plain data for postMessage: what streamDimsFrom() turns back into StreamDims in a worker. */
@@ -188,6 +206,8 @@ export interface StreamDimsData {
   tracks: IdIndexData;
   users: IdIndexData;
   userAgeGroup: Int8Array;
+  songsFile: string;
+  usersFile: string;
 }
 
 const streamDimsCache = new WeakMap<Dimensions, StreamDims>();
@@ -205,6 +225,8 @@ export function streamDims(dims: Dimensions): StreamDims {
       tracks: IdIndex.build(dims.trackIds, { shared: true }),
       users: IdIndex.build(userIds, { shared: true }),
       userAgeGroup: dims.userAgeGroup,
+      songsFile: dims.songsFile,
+      usersFile: dims.usersFile,
     };
     streamDimsCache.set(dims, sd);
   }
@@ -218,6 +240,8 @@ export function streamDimsData(sd: StreamDims): StreamDimsData {
     tracks: sd.tracks.data,
     users: sd.users.data,
     userAgeGroup: sd.userAgeGroup,
+    songsFile: sd.songsFile,
+    usersFile: sd.usersFile,
   };
 }
 
@@ -229,6 +253,8 @@ export function streamDimsFrom(data: StreamDimsData): StreamDims {
     tracks: IdIndex.from(data.tracks),
     users: IdIndex.from(data.users),
     userAgeGroup: data.userAgeGroup,
+    songsFile: data.songsFile,
+    usersFile: data.usersFile,
   };
 }
 
@@ -287,9 +313,10 @@ export async function scanStreamFile(
   let lastHourKey = NaN;
   let hour: HourState | undefined;
 
-  const reject = (reason: number, fields: string[], line: number): void => {
+  // Rejected rows are rare: only they pay for their detail, which re-reads the row.
+  const reject = (reason: number, fields: string[], line: number, flag: number, h: ResolvedHeader): void => {
     counts[reason]++;
-    rejects?.add(key, line, REJECT_REASONS[reason], fields);
+    if (rejects !== undefined) rejects.add(key, line, REJECT_REASONS[reason], streamRejectDetail(reason, fields, flag, h, dims), fields);
   };
 
   const scan: StreamScan = {
@@ -323,7 +350,7 @@ export async function scanStreamFile(
             lastDay = day;
           }
         }
-        if (c.reason !== COMPLETE) return reject(c.reason, fields, line);
+        if (c.reason !== COMPLETE) return reject(c.reason, fields, line, flag, h);
         complete++;
         if (dayFilter !== undefined && !dayFilter.has(lastDay)) return;
         reduced++;

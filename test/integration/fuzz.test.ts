@@ -771,9 +771,10 @@ function rejectLines(dir: string, key: string | null): Record<string, Record<str
   const out: Record<string, Record<string, string>> = {};
   if (key === null) return out;
   const [head, ...rows] = parseCsvText(readFileSync(join(dir, key), 'utf8'));
-  expect(head).to.deep.equal(['file', 'line', 'reason', 'raw']);
-  for (const [file, line, reason, ...rest] of rows) {
+  expect(head).to.deep.equal(['file', 'line', 'reason', 'detail', 'raw']);
+  for (const [file, line, reason, detail, ...rest] of rows) {
     expect(rest, `rejects row ${file}:${line}`).to.have.length(1);
+    expect(detail, `rejects row ${file}:${line}: detail`).to.not.equal('');
     const m = (out[file] ??= {});
     expect(m[line], `${file}:${line} rejected twice`).to.equal(undefined);
     m[line] = reason;

@@ -107,10 +107,11 @@ function readRejects(lakeDir: string, key: string | null): Map<string, Map<strin
   const out = new Map<string, Map<string, string>>();
   if (key === null) return out;
   const [head, ...rows] = parseCsvText(readFileSync(join(lakeDir, key), 'utf8'));
-  expect(head).to.deep.equal(['file', 'line', 'reason', 'raw']);
+  expect(head).to.deep.equal(['file', 'line', 'reason', 'detail', 'raw']);
   for (const r of rows) {
-    expect(r, JSON.stringify(r)).to.have.length(4);
-    const [file, line, reason] = r;
+    expect(r, JSON.stringify(r)).to.have.length(5);
+    const [file, line, reason, detail] = r;
+    expect(detail, `${file}:${line} detail`).to.not.equal('');
     let m = out.get(file);
     if (!m) out.set(file, (m = new Map()));
     expect(m.has(line), `${file}:${line} rejected twice`).to.equal(false);

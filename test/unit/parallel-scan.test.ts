@@ -172,6 +172,26 @@ describe('parallel scan (worker threads)', function () {
     expect(par.rejects!.split('\n').length).to.be.greaterThan(10);
   });
 
+  it("writes every reject's detail, and the dimensions' duplicates, in workers as one thread does", async () => {
+    const { single, par } = await expectSameAsSingleThread(copyFixture('messy'));
+    expect(par.rejects).to.equal(single.rejects);
+    const lines = single.rejects!.split('\n');
+    expect(lines[0]).to.equal('file,line,reason,detail,raw');
+    for (const want of [
+      'songs.csv,10,duplicate_track_id,"track_id ""t1"" first seen on line 2","t1,Zed,jazz,1,False"',
+      'users.csv,8,duplicate_user_id,"user_id ""u1"" first seen on line 2","u1,99,US"',
+      'streams/m1.csv,4,malformed,"3 fields, header has 4","u2,t2,2024-06-01 10:00:00"',
+      'streams/m1.csv,7,bad_listen_time,"listen_time ""2024-02-30 10:00:00"": day 30 is not in 2024-02","u1,t1,2024-02-30 10:00:00,web"',
+      'streams/m1.csv,9,unknown_track,"track_id ""tX"" is not a valid song in songs.csv","u1,tX,2024-06-01 10:00:00,web"',
+    ]) {
+      expect(lines, want).to.include(want);
+    }
+    // Duplicates are listed, not counted as rejects of any kind.
+    expect(single.report.totals).to.include({ duplicateSongs: 1, duplicateUsers: 1 });
+    const streamRejects = lines.filter((l) => l.startsWith('streams/')).length;
+    expect(streamRejects).to.equal(single.report.totals.badRows + single.report.totals.orphanRows);
+  });
+
   it('gives a generated messy lake of 7 files the same results with 2 and 3 workers', async () => {
     const dir = messyLake({ streams: 60_000, files: 7 });
     const { single } = await expectSameAsSingleThread(dir, 2);

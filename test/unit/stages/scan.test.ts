@@ -38,9 +38,9 @@ function lakeWith(files: Record<string, string>, opts: MemoryLakeOptions = {}): 
 }
 
 class Collect implements RejectWriter {
-  readonly rows: [string, number, string, string[]][] = [];
-  add(file: string, line: number, reason: string, fields: readonly string[]): void {
-    this.rows.push([file, line, reason, [...fields]]);
+  readonly rows: [string, number, string, string, string[]][] = [];
+  add(file: string, line: number, reason: string, detail: string, fields: readonly string[]): void {
+    this.rows.push([file, line, reason, detail, [...fields]]);
   }
 }
 
@@ -95,12 +95,74 @@ describe('stages/scan', () => {
       expect(songs).to.deep.include({ rows: 5, valid: 1, duplicates: 0 });
       expect(dims.genres[dims.trackGenre[dims.songIndex.get('t1')!]]).to.equal('rock');
       expect(users).to.deep.include({ rows: 3, valid: 1, duplicates: 1, rejected: { malformed: 0, missing_user_id: 1 } });
-      expect(rejects.rows.map(([f, l, r]) => [f, l, r])).to.deep.equal([
-        ['songs.csv', 2, 'bad_duration_ms'],
-        ['songs.csv', 4, 'missing_track_id'],
-        ['songs.csv', 5, 'missing_track_genre'],
-        ['songs.csv', 6, 'malformed'],
-        ['users.csv', 2, 'missing_user_id'],
+      expect(rejects.rows.map(([f, l, r, d]) => [f, l, r, d])).to.deep.equal([
+        ['songs.csv', 2, 'bad_duration_ms', 'duration_ms "abc" is not a plain decimal'],
+        ['songs.csv', 4, 'missing_track_id', 'track_id is empty'],
+        ['songs.csv', 5, 'missing_track_genre', 'track_genre is empty'],
+        ['songs.csv', 6, 'malformed', '3 fields, header has 4'],
+        ['users.csv', 2, 'missing_user_id', 'user_id is empty'],
+        // The second valid u1 loses to the first: listed, but counted as a duplicate, not a reject.
+        ['users.csv', 4, 'duplicate_user_id', 'user_id "u1" first seen on line 3'],
+      ]);
+    });
+
+    it('lists every duplicate with the line of the row that won, counted only among duplicates', async () => {
+      const lake = lakeWith({
+        'songs.csv':
+          'track_id,artists,track_genre,duration_ms\n' +
+          't1,A,pop,1000\n' + // 2: t1 wins
+          '\n' + // 3: empty, still a line
+          ' t1 ,B,rock,2000\n' + // 4: the same ID after trimming
+          't2,A,,1\n' + // 5: invalid, so not where t2 is first seen
+          't2,A,pop,1\n' + // 6: t2 wins
+          't1,C,jazz,3\n' + // 7
+          't2,"A,B",pop,1\n', // 8
+        'users.csv': 'user_id,user_age,user_country\nu1,30,DE\nu2,40,FR\nu1,20,FR\n',
+      });
+      const rejects = new Collect();
+      const { dims, songs, users } = await loadDimensions(lake, KEYS, { rejects });
+      expect(songs).to.deep.include({ rows: 6, valid: 2, duplicates: 3 });
+      expect(Object.values(songs.rejected).reduce((a, b) => a + b, 0)).to.equal(1);
+      expect(users).to.deep.include({ rows: 3, valid: 2, duplicates: 1, rejected: { malformed: 0, missing_user_id: 0 } });
+      expect(dims.genres[dims.trackGenre[dims.songIndex.get('t1')!]]).to.equal('pop');
+      expect(rejects.rows).to.deep.equal([
+        ['songs.csv', 4, 'duplicate_track_id', 'track_id "t1" first seen on line 2', [' t1 ', 'B', 'rock', '2000']],
+        ['songs.csv', 5, 'missing_track_genre', 'track_genre is empty', ['t2', 'A', '', '1']],
+        ['songs.csv', 7, 'duplicate_track_id', 'track_id "t1" first seen on line 2', ['t1', 'C', 'jazz', '3']],
+        ['songs.csv', 8, 'duplicate_track_id', 'track_id "t2" first seen on line 6', ['t2', 'A,B', 'pop', '1']],
+        ['users.csv', 4, 'duplicate_user_id', 'user_id "u1" first seen on line 2', ['u1', '20', 'FR']],
+      ]);
+    });
+
+    it('gives each dimension reject its detail, and names the file it was read from', async () => {
+      const long = 'x'.repeat(300);
+      const lake = lakeWith({
+        'dims/s.csv':
+          'track_id,artists,track_genre,duration_ms\n' +
+          't1,A,pop,1.\n' +
+          't2,A,pop, \n' +
+          `${long},A,pop,1\n` +
+          `t3,A;${'é'.repeat(256)},pop,1\n` +
+          't4,A,g\u0000,1\n' +
+          '  ,A,pop,1\n' +
+          't5,A,pop,1,extra\n' +
+          't6,"A,pop,1\n',
+        'dims/u.csv': 'user_id,user_age,user_country\n\t,30,DE\nu1,30\n',
+      });
+      const rejects = new Collect();
+      const { dims } = await loadDimensions(lake, { songs: 'dims/s.csv', users: 'dims/u.csv' }, { rejects });
+      expect(dims).to.deep.include({ songsFile: 'dims/s.csv', usersFile: 'dims/u.csv' });
+      expect(rejects.rows.map(([f, l, r, d]) => [f, l, r, d])).to.deep.equal([
+        ['dims/s.csv', 2, 'bad_duration_ms', 'duration_ms "1." is not a plain decimal'],
+        ['dims/s.csv', 3, 'bad_duration_ms', 'duration_ms is only whitespace'],
+        ['dims/s.csv', 4, 'value_too_long', `track_id "${'x'.repeat(64)}"… is 300 characters, more than 255`],
+        ['dims/s.csv', 5, 'value_too_long', `artist "${'é'.repeat(64)}"… is 256 characters, more than 255`],
+        ['dims/s.csv', 6, 'value_too_long', 'track_genre "g\\u0000" contains U+0000'],
+        ['dims/s.csv', 7, 'missing_track_id', 'track_id is only whitespace'],
+        ['dims/s.csv', 8, 'malformed', '5 fields, header has 4'],
+        ['dims/s.csv', 9, 'malformed', 'quote never closed: the record runs to the end of the file'],
+        ['dims/u.csv', 2, 'missing_user_id', 'user_id is only whitespace'],
+        ['dims/u.csv', 3, 'malformed', '2 fields, header has 3'],
       ]);
     });
 
@@ -142,15 +204,39 @@ describe('stages/scan', () => {
       });
       expect(s.complete + Object.values(s.rejected).reduce((a, b) => a + b, 0)).to.equal(s.rows);
       expect(rejects.rows).to.deep.equal([
-        ['streams/m.csv', 3, 'malformed', ['u1', 't1']],
-        ['streams/m.csv', 5, 'missing_user_id', ['', 't1', '2024-06-01 10:00:00']],
-        ['streams/m.csv', 6, 'missing_track_id', ['u1', '', '2024-06-01 10:00:00']],
-        ['streams/m.csv', 7, 'bad_listen_time', ['u1', 't1', '2024-06-01 24:00:00']],
-        ['streams/m.csv', 8, 'unknown_track', ['u1', 't9', '2024-06-05 10:00:00']],
-        ['streams/m.csv', 9, 'unknown_user', ['u9', 't1', '2024-06-06T10:00:00Z']],
+        ['streams/m.csv', 3, 'malformed', '2 fields, header has 3', ['u1', 't1']],
+        ['streams/m.csv', 5, 'missing_user_id', 'user_id is empty', ['', 't1', '2024-06-01 10:00:00']],
+        ['streams/m.csv', 6, 'missing_track_id', 'track_id is empty', ['u1', '', '2024-06-01 10:00:00']],
+        ['streams/m.csv', 7, 'bad_listen_time', 'listen_time "2024-06-01 24:00:00": hour 24', ['u1', 't1', '2024-06-01 24:00:00']],
+        ['streams/m.csv', 8, 'unknown_track', 'track_id "t9" is not a valid song in songs.csv', ['u1', 't9', '2024-06-05 10:00:00']],
+        ['streams/m.csv', 9, 'unknown_user', 'user_id "u9" is not a valid user in users.csv', ['u9', 't1', '2024-06-06T10:00:00Z']],
       ]);
       // Every valid listen_time gives its date, orphans included.
       expect([...s.days].sort()).to.deep.equal(['2024-06-01', '2024-06-05', '2024-06-06'].map(dateToDay));
+    });
+
+    it('gives stream rejects their details from the columns the header names, in any order, with extra columns', async () => {
+      const lake = lakeWith({
+        'streams/x.csv':
+          'listen_time,extra,track_id,user_id\n' +
+          '2024-06-01 10:00:00,a, t9 ,u1\n' + // 2 unknown_track: the trimmed ID
+          '2024-06-01T10:00:00z,b,t1,u1\n' + // 3
+          '"2024-06-01 10:00:00,c,t1,u1\n', // 4 runs to the end
+        'streams/y.csv': 'user_id,track_id,listen_time\nu1,\u3000,2024-06-01 10:00:00\n',
+      });
+      const rejects = new Collect();
+      await scanAll(lake, ['streams/x.csv', 'streams/y.csv'], rejects);
+      expect(rejects.rows.map(([f, l, r, d]) => [f, l, r, d])).to.deep.equal([
+        ['streams/x.csv', 2, 'unknown_track', 'track_id "t9" is not a valid song in songs.csv'],
+        [
+          'streams/x.csv',
+          3,
+          'bad_listen_time',
+          'listen_time "2024-06-01T10:00:00z": "z" after the time is not a zone (Z, +HH:MM or +HHMM)',
+        ],
+        ['streams/x.csv', 4, 'malformed', 'quote never closed: the record runs to the end of the file'],
+        ['streams/y.csv', 2, 'missing_track_id', 'track_id is only whitespace'],
+      ]);
     });
 
     it("records the file's size, fingerprint and SHA-256, and feeds the complete rows to the KPIs", async () => {
