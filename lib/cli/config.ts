@@ -336,6 +336,18 @@ export interface ResolveOptions {
  * and no environment: a key is present only when the flag was given).
  */
 export function resolveConfig(command: CommandName, argv: Record<string, unknown>, opts: ResolveOptions = {}): Readonly<Config> {
+  try {
+    return resolveSections(command, argv, opts);
+  } catch (err) {
+    // Every usage mistake points at the help of the command it was made in.
+    if (err instanceof MkpiError && err.code === 'MKPI_USAGE' && err.hint === undefined) {
+      throw new MkpiError(err.code, err.message, { hint: `see musickpi ${command} --help` });
+    }
+    throw err;
+  }
+}
+
+function resolveSections(command: CommandName, argv: Record<string, unknown>, opts: ResolveOptions): Readonly<Config> {
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
   const names: readonly OptionName[] = COMMAND_OPTIONS[command];
@@ -354,7 +366,7 @@ export function resolveConfig(command: CommandName, argv: Record<string, unknown
   let lake: LakeConfig | undefined;
   if (takes('lake')) {
     const uri = asString('lake', get('lake'));
-    if (uri === undefined) throw usage(`musickpi ${command} needs --lake (or ${envName('lake')})`, 'a folder or s3://bucket/prefix');
+    if (uri === undefined) throw usage(`musickpi ${command} needs --lake (or ${envName('lake')}): a folder or s3://bucket/prefix`);
     lake = Object.freeze({
       uri,
       layout: Object.freeze(layoutOf(argv, env, takes)),

@@ -78,6 +78,7 @@ async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promis
     const { value, interrupted } = await withRuntime(config, spec.run);
     if (value.error) {
       process.stderr.write(`musickpi ${spec.command}: ${value.error.code}: ${value.error.message}\n`);
+      if (value.error.hint) process.stderr.write(`  hint: ${value.error.hint}\n`);
       if (!json) process.stdout.write(value.text);
     } else if (!json && !config.output.silent) {
       process.stdout.write(value.text);

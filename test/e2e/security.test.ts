@@ -353,6 +353,7 @@ describe('e2e security: identifiers, secrets, rejects confinement', function () 
         } else field += c;
       }
       files.delete('file');
+      files.delete('songs.csv'); // the tiny lake's duplicate song row is listed too
       expect([...files].sort()).to.deep.equal([...ODD_NAMES.map((n) => `streams/${n}`), 'streams/b.csv'].sort());
       expect(readdirSync(join(lake, 'streams', 'archived')).sort()).to.deep.equal([...ODD_NAMES, 'a.csv', 'b.csv'].sort());
     });
