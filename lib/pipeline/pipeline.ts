@@ -250,7 +250,7 @@ const rejectsStep = step('rejects', async (r) => {
   }
 });
 
-/** The circuit breaker (docs/contract.md#gates): schema errors, then bad rows and orphans over their thresholds. */
+/** The circuit breaker (docs/contract.md#thresholds): schema errors, then bad rows and orphans over their thresholds. */
 const gateStep = step('validate', (r) => {
   const schemaErrors = r.scans.filter((s) => s.schemaError);
   if (schemaErrors.length > 0) {
@@ -264,7 +264,7 @@ const gateStep = step('validate', (r) => {
   gate(r.opts, r.report, r.warn);
 });
 
-/** Dates to recompute, per table, and the loaded files that carry them (late files, docs/contract.md#late-files). */
+/** Dates to recompute, per table, and the loaded files that carry them (late files, docs/contract.md#late). */
 const lateDatesStep = step('reread', async (r) => {
   const plan = r.plan!;
   const scanByKey = new Map(r.scans.map((s) => [s.key, s]));

@@ -247,6 +247,17 @@ describe('e2e: a new user’s first hour', function () {
       expect(failing.stderr).to.contain('MKPI_');
     });
 
+    it('generate-lake --help prints its usage (no stack trace); a bad flag is 64', async () => {
+      const { spawnSync } = await import('node:child_process');
+      const script = join(import.meta.dirname, '..', '..', 'bench', 'generate-lake.ts');
+      const help = spawnSync(process.execPath, ['--import', 'tsx', script, '--help'], { encoding: 'utf8' });
+      expect(help.status, help.stderr).to.equal(0);
+      expect(help.stdout).to.contain('usage: generate-lake --out DIR');
+      const bad = spawnSync(process.execPath, ['--import', 'tsx', script, '--frob'], { encoding: 'utf8' });
+      expect(bad.status).to.equal(64);
+      expect(bad.stderr).to.contain('usage:').and.not.to.contain('    at ');
+    });
+
     it('help lists only the options a command takes, each with its variable, within 100 columns', async () => {
       const archive = await runCli(['archive', '--help']);
       expect(archive.code).to.equal(0);

@@ -1,6 +1,7 @@
 // The house's shape, checked: imports point one way (cli -> pipeline -> stages -> domain,
 // cli -> adapters), stages never import adapters, and no module imports itself round a cycle.
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO } from '../support/cli.js';
 import { ALLOWED, cycles, forbiddenImports, importGraph, layerOf } from '../support/imports.js';
@@ -30,5 +31,14 @@ describe('architecture: the direction of imports in lib/', () => {
     ]);
     expect(forbiddenImports(bad)).to.deep.equal(['stages/a.ts -> adapters/lake/s3.ts']);
     expect(cycles(bad)).to.deep.equal([['stages/a.ts', 'stages/b.ts']]);
+  });
+});
+
+describe('architecture: one reader of the environment', () => {
+  it('only lib/cli/config.ts reads process.env (the embedded server passes PATH on to its child; the test hooks get theirs from the config)', () => {
+    const readers = [...importGraph(join(REPO, 'lib')).keys()].filter((m) =>
+      /\bprocess\.env\b/.test(readFileSync(join(REPO, 'lib', m), 'utf8').replace(/^\s*(\/\/|\*).*$/gm, '')),
+    );
+    expect(readers.sort()).to.deep.equal(['adapters/warehouse/embedded/process.ts', 'cli/config.ts']);
   });
 });

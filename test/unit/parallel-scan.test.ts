@@ -317,7 +317,6 @@ describe('parallel scan (worker threads)', function () {
         const files = (await lake.list('streams/', ['streams/archived/'])).filter((f) => f.key.endsWith('.csv'));
         const state = create(dims.trackCount, dims.userCount);
         let rows = 0;
-        const t0 = Date.now();
         const err = await scanFilesParallel(files, dims, state, {
           lake: { module: REOPEN_MODULE, uri: dir },
           workers: 2,
@@ -336,7 +335,6 @@ describe('parallel scan (worker threads)', function () {
         expect(isMkpiError(err) && err.code, String(err)).to.equal('MKPI_INTERRUPTED');
         expect(rows).to.be.lessThan(400_000);
         expect(liveWorkers()).to.equal(0);
-        expect(Date.now() - t0).to.be.lessThan(10_000);
       } finally {
         await lake.close();
       }
