@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { copyLake, queryRows, runCli, tableRows } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
+import { NO_WAREHOUSE_ENV } from '../support/harness.js';
 
 const ls = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
 const temps: string[] = [];
@@ -144,15 +145,9 @@ describe('e2e: a new user’s first hour', function () {
       const cwd = tmp('mkpi-cwd-');
       const lake = copyLake('tiny');
       const env = {
+        ...NO_WAREHOUSE_ENV,
         HOME: home,
         XDG_DATA_HOME: undefined,
-        DATABASE_URL: undefined,
-        PGHOST: undefined,
-        PGPORT: undefined,
-        PGDATABASE: undefined,
-        PGUSER: undefined,
-        PGPASSWORD: undefined,
-        MUSICKPI_WAREHOUSE: undefined,
         MUSICKPI_HOME: undefined,
       };
       const r = await runCli(['run', '--lake', lake, '--json'], { env, cwd });
