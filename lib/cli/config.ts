@@ -81,6 +81,30 @@ export const OPTIONS = {
     group: WAREHOUSE,
     default: 30,
   },
+  staging: {
+    kind: 'string',
+    describe: 'Redshift: s3://bucket/prefix/ for the stage files COPY reads',
+    group: WAREHOUSE,
+    defaultText: '_musickpi/staging/ under an S3 lake',
+  },
+  'iam-role': {
+    kind: 'string',
+    describe: 'Redshift: the IAM role ARN COPY reads the stage files with',
+    group: WAREHOUSE,
+    defaultText: "the cluster's default role",
+  },
+  'redshift-iam': {
+    kind: 'boolean',
+    describe: 'Redshift: temporary database credentials from the AWS default chain instead of a password',
+    group: WAREHOUSE,
+    default: false,
+  },
+  'redshift-cluster-id': {
+    kind: 'string',
+    describe: 'Redshift: the cluster id for --redshift-iam (when the host does not name it)',
+    group: WAREHOUSE,
+    defaultText: "the host's first label",
+  },
   'adopt-lake': {
     kind: 'boolean',
     describe: "let this lake take over the schema's ledger (after moving a lake)",
@@ -112,16 +136,21 @@ export const OPTIONS = {
     default: false,
   },
   csv: { kind: 'boolean', describe: 'print CSV', group: OUTPUT, default: false },
+  'report-file': {
+    kind: 'string',
+    describe: 'also write the result (pretty JSON) to this file, failures included',
+    group: OUTPUT,
+  },
 } as const satisfies Record<string, OptionSpec>;
 
 export type OptionName = keyof typeof OPTIONS;
 export type CommandName = 'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract';
 
-const OUT = ['json', 'quiet', 'silent'] as const;
+const OUT = ['json', 'quiet', 'silent', 'report-file'] as const;
 const LAKE_ROOT = ['lake', 'streams', 'archive', 'recursive', 's3-endpoint', 's3-region', 's3-force-path-style'] as const;
 const DIMENSIONS = ['songs', 'users'] as const;
 const REJECTS = ['rejects', 'keep-rejects'] as const;
-const WH = ['warehouse', 'schema', 'home', 'connect-timeout'] as const;
+const WH = ['warehouse', 'schema', 'home', 'connect-timeout', 'staging', 'iam-role', 'redshift-iam', 'redshift-cluster-id'] as const;
 const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers'] as const;
 
 export const COMMAND_OPTIONS = {
@@ -151,6 +180,8 @@ export interface OutputConfig {
   json: boolean;
   quiet: boolean;
   silent: boolean;
+  /** Where to write the result as pretty JSON too (absolute), if anywhere. */
+  reportFile: string | undefined;
   /** Progress may draw a spinner (a terminal, and not CI). */
   interactive: boolean;
 }
@@ -175,6 +206,8 @@ export interface WarehouseConfig {
   homeWarning: string | undefined;
   connectRetryMs: number;
   adoptLake: boolean;
+  /** Redshift only: where stage files go (explicit, or derived from an S3 lake), and how COPY and the connection authenticate. */
+  redshift: { staging: string | undefined; iamRole: string | undefined; iam: boolean; clusterId: string | undefined };
   /** The --warehouse / MUSICKPI_WAREHOUSE URL (not enumerable: it may hold a password). */
   readonly url: string | undefined;
   /** DATABASE_URL and PG* variables, for the warehouse adapter (not enumerable). */
@@ -319,6 +352,16 @@ function safeHomedir(): string | undefined {
   }
 }
 
+/** The stage files' prefix: the flag, else `_musickpi/staging/` under an S3 lake (never under streams/). */
+function stagingOf(given: string | undefined, lakeUri: string | undefined): string | undefined {
+  if (given !== undefined) {
+    if (!/^s3:\/\/[^/]+/i.test(given)) throw usage(`--staging must be an s3://bucket/prefix/ URI, not ${JSON.stringify(given)}`);
+    return given.endsWith('/') ? given : given + '/';
+  }
+  if (lakeUri && /^s3a?:\/\//i.test(lakeUri)) return `${lakeUri.replace(/^s3a:/i, 's3:').replace(/\/+$/, '')}/_musickpi/staging/`;
+  return undefined;
+}
+
 function hidden<T extends object>(target: T, key: string, value: unknown): void {
   Object.defineProperty(target, key, { value, enumerable: false, writable: false });
 }
@@ -360,6 +403,7 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     json,
     silent,
     quiet: silent || asBoolean('quiet', get('quiet')),
+    reportFile: ((f) => (f === undefined ? undefined : resolve(cwd, f)))(asString('report-file', get('report-file'))),
     interactive: Boolean(opts.stderrIsTerminal) && !env.CI,
   });
 
@@ -406,6 +450,12 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
       homeWarning: warning,
       connectRetryMs: (asNumber('connect-timeout', get('connect-timeout'), { min: 0, max: 3600 }) ?? 30) * 1000,
       adoptLake: asBoolean('adopt-lake', get('adopt-lake')),
+      redshift: Object.freeze({
+        staging: stagingOf(asString('staging', get('staging')), lake?.uri),
+        iamRole: asString('iam-role', get('iam-role')),
+        iam: asBoolean('redshift-iam', get('redshift-iam')),
+        clusterId: asString('redshift-cluster-id', get('redshift-cluster-id')),
+      }),
     } as WarehouseConfig;
     hidden(w, 'url', asString('warehouse', get('warehouse')));
     const pgEnv: Record<string, string | undefined> = {};

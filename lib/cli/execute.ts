@@ -3,6 +3,7 @@
 // output and an exit status; every failure has the same shape (`error: {code, message, hint,
 // stage}`), on stderr as one line and in --json as the last line of stdout.
 
+import { writeFileSync } from 'node:fs';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { MkpiError, redact, toMkpiError } from '../domain/errors.js';
 import { resolveConfig, type CommandName, type Config } from './config.js';
@@ -83,14 +84,25 @@ async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promis
     } else if (!json && !config.output.silent) {
       process.stdout.write(value.text);
     }
+    if (config.output.reportFile) writeReport(config.output.reportFile, value.json);
     if (json) process.stdout.write(JSON.stringify(value.json) + '\n');
     process.exitCode = exitCodeFor(value.error?.code, interrupted);
   } catch (err) {
     const e = toMkpiError(err);
     const shape = errorShape(e, config ? null : 'config');
-    const body = json ? (spec.failureJson ?? ((_c, s) => errorJson(spec.command, s)))(config, shape) : undefined;
-    printFailure(spec.command, shape, body, e.cause);
+    const failure = (spec.failureJson ?? ((_c, s) => errorJson(spec.command, s)))(config, shape);
+    if (config?.output.reportFile) writeReport(config.output.reportFile, failure);
+    printFailure(spec.command, shape, json ? failure : undefined, e.cause);
     process.exitCode = exitCodeFor(e.code, signalOf(e));
+  }
+}
+
+/** The --report-file copy; failing to write it is said, and never changes the outcome. */
+function writeReport(path: string, report: unknown): void {
+  try {
+    writeFileSync(path, JSON.stringify(report, null, 2) + '\n');
+  } catch (err) {
+    process.stderr.write(`musickpi: warning: cannot write --report-file ${path}: ${err instanceof Error ? err.message : String(err)}\n`);
   }
 }
 

@@ -2,7 +2,7 @@
 // shared environments, repeated and valueless flags, exit codes, lake identity, status,
 // retract, quiet cron mode, honest help. Each case is a real CLI run.
 import { expect } from 'chai';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { copyLake, queryRows, runCli, tableRows } from '../support/cli.js';
@@ -232,8 +232,15 @@ describe('e2e: a new user’s first hour', function () {
     it('--json is one line, the last of stdout; --silent prints nothing on success and still reports failures', async () => {
       const url = await freshDatabase();
       const lake = copyLake('tiny');
-      const r = await runCli(['run', '--lake', lake, '--warehouse', url, '--json']);
+      const reportFile = join(tmp('mkpi-report-'), 'report.json');
+      const r = await runCli(['run', '--lake', lake, '--warehouse', url, '--json', '--report-file', reportFile]);
       expect(r.stdout.trimEnd().split('\n')).to.have.length(1);
+      // The XCom recipe: the last line of stdout and stderr together is the report.
+      const lines = (r.stderr + r.stdout).trimEnd().split('\n');
+      expect(JSON.parse(lines[lines.length - 1])).to.deep.equal(r.json);
+      const pretty = readFileSync(reportFile, 'utf8');
+      expect(pretty.split('\n').length).to.be.greaterThan(10);
+      expect(JSON.parse(pretty)).to.deep.equal(r.json);
       const silent = await runCli(['run', '--lake', copyLake('tiny'), '--warehouse', url, '--schema', 'silent_ok', '--silent']);
       expect(silent.code, silent.stderr).to.equal(0);
       expect(silent.stdout + silent.stderr).to.equal('');

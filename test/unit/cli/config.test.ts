@@ -99,6 +99,18 @@ describe('config: flags > MUSICKPI_* > defaults', () => {
     expect(c.testEnv).to.deep.equal({ MKPI_TEST_FAULT: 'after-list' });
   });
 
+  it('Redshift staging: the flag, else _musickpi/staging/ under an S3 lake, never for a local lake; an s3:// URI only', () => {
+    const s3 = resolveConfig('run', { lake: 's3://b/music/' }, { env: HOME }).warehouse!.redshift;
+    expect(s3.staging).to.equal('s3://b/music/_musickpi/staging/');
+    expect(resolveConfig('run', { lake: '/l' }, { env: HOME }).warehouse!.redshift.staging).to.equal(undefined);
+    const given = resolveConfig('run', { lake: '/l', staging: 's3://stage/p', 'iam-role': 'arn:aws:iam::1:role/r' }, { env: HOME });
+    expect(given.warehouse!.redshift).to.deep.include({ staging: 's3://stage/p/', iamRole: 'arn:aws:iam::1:role/r', iam: false });
+    expect(resolveConfig('init', {}, { env: { ...HOME, MUSICKPI_STAGING: 's3://x/y/' } }).warehouse!.redshift.staging).to.equal(
+      's3://x/y/',
+    );
+    expect(usageCode(() => resolveConfig('run', { lake: '/l', staging: '/tmp/stage' }, { env: HOME }))).to.equal('MKPI_USAGE');
+  });
+
   it('names variables and guesses mistyped flags', () => {
     expect(envName('max-bad-rows')).to.equal('MUSICKPI_MAX_BAD_ROWS');
     expect(closestOption('run', 'lak')).to.equal('lake');
