@@ -136,6 +136,30 @@ export const OPTIONS = {
     default: false,
   },
   csv: { kind: 'boolean', describe: 'print CSV', group: OUTPUT, default: false },
+  'log-format': { kind: 'string', describe: 'text, or json: one object per line on stderr', group: OUTPUT, default: 'text' },
+  verbose: { kind: 'boolean', alias: 'v', describe: 'more detail on stderr (each file, each step)', group: OUTPUT, default: false },
+  debug: { kind: 'boolean', describe: 'everything on stderr, SQL and timings included', group: OUTPUT, default: false },
+  color: { kind: 'boolean', describe: 'colour on a terminal (--no-color, or NO_COLOR, turns it off)', group: OUTPUT, default: true },
+  'openlineage-file': {
+    kind: 'string',
+    describe: 'append OpenLineage run events to this file (one JSON per line); OPENLINEAGE_URL sends them over HTTP',
+    group: OUTPUT,
+  },
+  'metrics-file': { kind: 'string', describe: 'write Prometheus metrics of the run (textfile collector format)', group: OUTPUT },
+  pushgateway: { kind: 'string', describe: 'push the same metrics to this Prometheus Pushgateway URL', group: OUTPUT },
+  date: {
+    kind: 'string',
+    describe: 'recompute this listen date (YYYY-MM-DD or an ISO instant) over every file that has it',
+    group: COMPUTE,
+  },
+  start: { kind: 'string', describe: 'with --end: recompute the dates of [start, end) (dates or ISO instants)', group: COMPUTE },
+  end: { kind: 'string', describe: 'the end of the --start window, exclusive', group: COMPUTE },
+  'expect-dates': {
+    kind: 'string',
+    describe: 'D or D..E (end exclusive): warn when new files carry listen dates outside it',
+    group: COMPUTE,
+  },
+  'strict-dates': { kind: 'boolean', describe: 'with --expect-dates: fail (exit 65) instead of warning', group: COMPUTE, default: false },
   'report-file': {
     kind: 'string',
     describe: 'also write the result (pretty JSON) to this file, failures included',
@@ -146,7 +170,11 @@ export const OPTIONS = {
 export type OptionName = keyof typeof OPTIONS;
 export type CommandName = 'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract';
 
-const OUT = ['json', 'quiet', 'silent', 'report-file'] as const;
+const LOG = ['log-format', 'verbose', 'debug', 'color'] as const;
+const OUT = ['json', 'quiet', 'silent', 'report-file', ...LOG] as const;
+const OBSERVE = ['openlineage-file', 'metrics-file', 'pushgateway'] as const;
+const WINDOW = ['date', 'start', 'end'] as const;
+const EXPECT = ['expect-dates', 'strict-dates'] as const;
 const LAKE_ROOT = ['lake', 'streams', 'archive', 'recursive', 's3-endpoint', 's3-region', 's3-force-path-style'] as const;
 const DIMENSIONS = ['songs', 'users'] as const;
 const REJECTS = ['rejects', 'keep-rejects'] as const;
@@ -154,14 +182,40 @@ const WH = ['warehouse', 'schema', 'home', 'connect-timeout', 'staging', 'iam-ro
 const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers'] as const;
 
 export const COMMAND_OPTIONS = {
-  run: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...WH, 'adopt-lake', 'kpis', 'dry-run', ...GATES, ...OUT],
-  compute: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...WH, 'adopt-lake', 'kpis', 'dry-run', ...GATES, ...OUT],
-  validate: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...GATES, ...OUT],
-  archive: [...LAKE_ROOT, ...WH, 'adopt-lake', 'dry-run', ...OUT],
-  retract: [...LAKE_ROOT, ...DIMENSIONS, ...WH, 'dry-run', ...OUT],
-  status: [...LAKE_ROOT, ...WH, 'json', 'quiet'],
+  run: [
+    ...LAKE_ROOT,
+    ...DIMENSIONS,
+    ...REJECTS,
+    ...WH,
+    'adopt-lake',
+    'kpis',
+    'dry-run',
+    ...GATES,
+    ...WINDOW,
+    ...EXPECT,
+    ...OUT,
+    ...OBSERVE,
+  ],
+  compute: [
+    ...LAKE_ROOT,
+    ...DIMENSIONS,
+    ...REJECTS,
+    ...WH,
+    'adopt-lake',
+    'kpis',
+    'dry-run',
+    ...GATES,
+    ...WINDOW,
+    ...EXPECT,
+    ...OUT,
+    ...OBSERVE,
+  ],
+  validate: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...GATES, ...EXPECT, ...OUT, ...OBSERVE],
+  archive: [...LAKE_ROOT, ...WH, 'adopt-lake', 'dry-run', ...OUT, ...OBSERVE],
+  retract: [...LAKE_ROOT, ...DIMENSIONS, ...WH, 'dry-run', ...OUT, ...OBSERVE],
+  status: [...LAKE_ROOT, ...WH, 'json', 'quiet', ...LOG],
   init: [...WH, ...OUT],
-  query: [...WH, 'json', 'csv', 'quiet'],
+  query: [...WH, 'json', 'csv', 'quiet', ...LOG],
 } as const satisfies Record<CommandName, readonly OptionName[]>;
 
 /** The environment variable of an option: --max-bad-rows → MUSICKPI_MAX_BAD_ROWS. */
@@ -182,6 +236,11 @@ export interface OutputConfig {
   silent: boolean;
   /** Where to write the result as pretty JSON too (absolute), if anywhere. */
   reportFile: string | undefined;
+  logFormat: 'text' | 'json';
+  /** How much goes to stderr: info (default), verbose, debug. */
+  level: 'info' | 'verbose' | 'debug';
+  /** Colour on stderr: a terminal, not NO_COLOR, not --no-color. */
+  color: boolean;
   /** Progress may draw a spinner (a terminal, and not CI). */
   interactive: boolean;
 }
@@ -222,9 +281,41 @@ export interface ComputeConfig {
   workers: number | undefined;
 }
 
+/** A window of listen dates, as the list of its UTC dates (YYYY-MM-DD), in order. */
+export interface DateWindow {
+  dates: string[];
+  /** As the user gave it, for messages. */
+  text: string;
+}
+
+/** Where the run is reported besides stdout: lineage, metrics, CI summaries. */
+export interface ObserveConfig {
+  openlineage: {
+    /** OPENLINEAGE_URL (HTTP transport), or undefined. */
+    url: string | undefined;
+    /** OPENLINEAGE_API_KEY (not enumerable). */
+    readonly apiKey: string | undefined;
+    file: string | undefined;
+    namespace: string;
+    /** The parent run: OPENLINEAGE_PARENT_ID ("namespace/job/runId"), else Airflow's task. */
+    parent: { namespace: string; job: string; runId: string | undefined } | undefined;
+  };
+  metricsFile: string | undefined;
+  pushgateway: string | undefined;
+  /** GITHUB_STEP_SUMMARY: a Markdown summary of the run is appended there. */
+  githubStepSummary: string | undefined;
+  /** AIRFLOW_CTX_* (the scheduler context), when present. */
+  airflow: { dagId: string; taskId: string | undefined; dagRunId: string | undefined; tryNumber: string | undefined } | undefined;
+}
+
 export interface Config {
   command: CommandName;
   output: OutputConfig;
+  /** --date / --start --end: dates recomputed over every file carrying them. */
+  window: DateWindow | undefined;
+  /** --expect-dates, and whether dates outside it fail the run (--strict-dates). */
+  expectDates: (DateWindow & { strict: boolean }) | undefined;
+  observe: ObserveConfig;
   lake: LakeConfig | undefined;
   rejects: RejectsConfig | undefined;
   warehouse: WarehouseConfig | undefined;
@@ -352,6 +443,97 @@ function safeHomedir(): string | undefined {
   }
 }
 
+function logFormatOf(s: Source): 'text' | 'json' {
+  const v = asString('log-format', s) ?? 'text';
+  if (v !== 'text' && v !== 'json') throw usage(`${s?.from ?? '--log-format'} must be text or json, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+const DAY_MS = 86_400_000;
+const MAX_WINDOW_DAYS = 3660;
+
+/** A date or an ISO instant as milliseconds since the epoch (a date is its UTC midnight). */
+function instantOf(raw: string, from: string): number {
+  const v = raw.trim();
+  const ms = /^\d{4}-\d{2}-\d{2}$/.test(v) ? Date.parse(v + 'T00:00:00Z') : /^\d{4}-\d{2}-\d{2}T/.test(v) ? Date.parse(v) : NaN;
+  if (!Number.isFinite(ms) || (/^\d{4}-\d{2}-\d{2}$/.test(v) && new Date(ms).toISOString().slice(0, 10) !== v)) {
+    throw usage(`${from}: ${JSON.stringify(raw)} is neither a date (YYYY-MM-DD) nor an ISO instant`);
+  }
+  return ms;
+}
+
+/** The UTC dates a half-open window [start, end) touches. */
+function datesOf(startMs: number, endMs: number, text: string): DateWindow {
+  if (!(endMs > startMs)) throw usage(`the date window ${text} is empty or reversed (the end is exclusive)`);
+  const first = Math.floor(startMs / DAY_MS);
+  const last = Math.ceil(endMs / DAY_MS) - 1;
+  if (last - first + 1 > MAX_WINDOW_DAYS) throw usage(`the date window ${text} spans more than ${MAX_WINDOW_DAYS} days`);
+  const dates: string[] = [];
+  for (let d = first; d <= last; d++) dates.push(new Date(d * DAY_MS).toISOString().slice(0, 10));
+  return { dates, text };
+}
+
+/** "D" (one day) or "D..E" (end exclusive). */
+function rangeOf(raw: string, from: string): DateWindow {
+  const [a, b, ...rest] = raw.split('..');
+  if (rest.length > 0 || !a) throw usage(`${from}: expected D or D..E, not ${JSON.stringify(raw)}`);
+  const start = instantOf(a, from);
+  const end = b === undefined ? (/T/.test(a) ? start + 1 : start + DAY_MS) : instantOf(b, from);
+  return datesOf(start, end, raw);
+}
+
+function windowOf(date: Source, start: Source, end: Source): DateWindow | undefined {
+  if (date && (start || end)) throw usage('--date cannot be combined with --start/--end');
+  if (date) {
+    const ms = instantOf(String(date.value), date.from);
+    // An instant names the date it falls on.
+    const day = Math.floor(ms / DAY_MS) * DAY_MS;
+    return datesOf(day, day + DAY_MS, String(date.value));
+  }
+  if (!start && !end) return undefined;
+  if (!start || !end) throw usage('--start and --end go together (the window is [start, end))');
+  return datesOf(
+    instantOf(String(start.value), start.from),
+    instantOf(String(end.value), end.from),
+    `${String(start.value)}..${String(end.value)}`,
+  );
+}
+
+function observeOf(env: Env, cwd: string, get: (o: OptionName) => Source): ObserveConfig {
+  const file = (o: OptionName) => ((f) => (f === undefined ? undefined : resolve(cwd, f)))(asString(o, get(o)));
+  const namespace = env.OPENLINEAGE_NAMESPACE || 'musickpi';
+  const airflow = env.AIRFLOW_CTX_DAG_ID
+    ? {
+        dagId: env.AIRFLOW_CTX_DAG_ID,
+        taskId: env.AIRFLOW_CTX_TASK_ID,
+        dagRunId: env.AIRFLOW_CTX_DAG_RUN_ID,
+        tryNumber: env.AIRFLOW_CTX_TRY_NUMBER,
+      }
+    : undefined;
+  let parent: ObserveConfig['openlineage']['parent'];
+  const parentId = env.OPENLINEAGE_PARENT_ID;
+  if (parentId) {
+    const [ns, job, runId] = parentId.split('/');
+    if (ns && job) parent = { namespace: ns, job, runId };
+  } else if (airflow?.taskId) {
+    parent = { namespace: env.OPENLINEAGE_NAMESPACE || 'default', job: `${airflow.dagId}.${airflow.taskId}`, runId: undefined };
+  }
+  const openlineage = {
+    url: env.OPENLINEAGE_URL || undefined,
+    file: file('openlineage-file'),
+    namespace,
+    parent,
+  } as ObserveConfig['openlineage'];
+  hidden(openlineage, 'apiKey', env.OPENLINEAGE_API_KEY || undefined);
+  return Object.freeze({
+    openlineage: Object.freeze(openlineage),
+    metricsFile: file('metrics-file'),
+    pushgateway: asString('pushgateway', get('pushgateway')),
+    githubStepSummary: env.GITHUB_STEP_SUMMARY || undefined,
+    airflow: airflow && Object.freeze(airflow),
+  });
+}
+
 /** The stage files' prefix: the flag, else `_musickpi/staging/` under an S3 lake (never under streams/). */
 function stagingOf(given: string | undefined, lakeUri: string | undefined): string | undefined {
   if (given !== undefined) {
@@ -403,6 +585,9 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     json,
     silent,
     quiet: silent || asBoolean('quiet', get('quiet')),
+    logFormat: logFormatOf(get('log-format')),
+    level: asBoolean('debug', get('debug')) ? 'debug' : asBoolean('verbose', get('verbose')) ? 'verbose' : 'info',
+    color: Boolean(opts.stderrIsTerminal) && !env.NO_COLOR && asBoolean('color', get('color')),
     reportFile: ((f) => (f === undefined ? undefined : resolve(cwd, f)))(asString('report-file', get('report-file'))),
     interactive: Boolean(opts.stderrIsTerminal) && !env.CI,
   });
@@ -479,9 +664,19 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
   const testEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (k.startsWith('MKPI_TEST_') && v !== undefined) testEnv[k] = v;
 
+  const windowDates = windowOf(get('date'), get('start'), get('end'));
+  const expect = get('expect-dates');
+  const expectDates = expect
+    ? { ...rangeOf(String(expect.value), expect.from), strict: asBoolean('strict-dates', get('strict-dates')) }
+    : undefined;
+  if (!expect && get('strict-dates')) throw usage('--strict-dates needs --expect-dates');
+
   return Object.freeze({
     command,
     output,
+    window: windowDates,
+    expectDates: expectDates && Object.freeze(expectDates),
+    observe: observeOf(env, cwd, get),
     lake,
     rejects,
     warehouse,

@@ -10,7 +10,7 @@ import { resolveConfig, type CommandName, type Config } from './config.js';
 import { declareOptions } from './options.js';
 import { exitCodeFor } from './exit-codes.js';
 import { withRuntime, type Runtime } from './runtime.js';
-import type { ReportError } from '../pipeline/report.js';
+import { newRunId, type ReportError } from '../pipeline/report.js';
 
 export type ErrorShape = ReportError;
 
@@ -33,7 +33,7 @@ export interface CommandSpec {
   examples?: [string, string][];
   run: (rt: Runtime) => Promise<CommandOutcome>;
   /** The --json object of a failure before the body produced an outcome (default: errorJson). */
-  failureJson?: (config: Readonly<Config> | undefined, error: ErrorShape) => unknown;
+  failureJson?: (config: Readonly<Config> | undefined, error: ErrorShape, runId: string) => unknown;
 }
 
 export function errorShape(err: MkpiError, stage: string | null = null): ErrorShape {
@@ -68,6 +68,7 @@ export function commandModule(spec: CommandSpec): CommandModule {
 
 async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promise<void> {
   let config: Readonly<Config> | undefined;
+  const runId = newRunId();
   // Until the configuration is resolved, --json is taken at its word (a usage error still prints JSON).
   let json = argv.json === true;
   try {
@@ -76,7 +77,7 @@ async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promis
       stderrIsTerminal: Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0,
     });
     json = config.output.json;
-    const { value, interrupted } = await withRuntime(config, spec.run);
+    const { value, interrupted } = await withRuntime(config, runId, spec.run);
     if (value.error) {
       process.stderr.write(`musickpi ${spec.command}: ${value.error.code}: ${value.error.message}\n`);
       if (value.error.hint) process.stderr.write(`  hint: ${value.error.hint}\n`);
@@ -90,7 +91,7 @@ async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promis
   } catch (err) {
     const e = toMkpiError(err);
     const shape = errorShape(e, config ? null : 'config');
-    const failure = (spec.failureJson ?? ((_c, s) => errorJson(spec.command, s)))(config, shape);
+    const failure = (spec.failureJson ?? ((_c, s) => errorJson(spec.command, s)))(config, shape, runId);
     if (config?.output.reportFile) writeReport(config.output.reportFile, failure);
     printFailure(spec.command, shape, json ? failure : undefined, e.cause);
     process.exitCode = exitCodeFor(e.code, signalOf(e));

@@ -16,6 +16,8 @@ import { required, type Config } from './config.js';
 
 export interface Runtime {
   config: Readonly<Config>;
+  /** This run's id (reports, rejects folder, lineage, logs). */
+  runId: string;
   signal: AbortSignal;
   progress: Progress;
   /** The signal that interrupted the command, if any. */
@@ -34,6 +36,7 @@ export interface Runtime {
  */
 export async function withRuntime<T>(
   config: Readonly<Config>,
+  runId: string,
   body: (rt: Runtime) => Promise<T>,
 ): Promise<{ value: T; interrupted: NodeJS.Signals | undefined }> {
   const controller = new AbortController();
@@ -62,6 +65,7 @@ export async function withRuntime<T>(
   let warehouse: Promise<Warehouse> | undefined;
   const rt: Runtime = {
     config,
+    runId,
     signal: controller.signal,
     progress,
     interruptedBy: () => interrupted,

@@ -7,7 +7,7 @@ import { REOPEN_MODULE } from '../../adapters/lake/reopen.js';
 import { openLake } from '../../adapters/lake/open.js';
 import { LocalLake } from '../../adapters/lake/local.js';
 import { runPipeline } from '../../pipeline/pipeline.js';
-import { newReport, newRunId, setError, type Command } from '../../pipeline/report.js';
+import { newReport, setError, type Command } from '../../pipeline/report.js';
 import type { Lake } from '../../domain/lake.js';
 import { normalisePrefix } from '../../domain/layout.js';
 import { KPI_TABLES } from '../../domain/kpi.js';
@@ -49,7 +49,7 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
   const config = rt.config;
   const lakeConfig = required(config.lake, 'lake');
   const compute = config.compute;
-  const runId = newRunId();
+  const runId = rt.runId;
   const kpis = compute?.kpis ?? [...KPI_TABLES];
   const dryRun = compute?.dryRun ?? false;
   const lake = rt.lake();
@@ -98,8 +98,8 @@ function outcome(report: ReturnType<typeof newReport>): CommandOutcome {
 
 /** A pipeline command that failed before its report existed still answers with a run report. */
 export function failureReport(command: Command) {
-  return (config: Readonly<Config> | undefined, error: ErrorShape) => {
-    const report = newReport(command, newRunId(), config?.lake?.uri ?? '', config?.compute?.kpis ?? [...KPI_TABLES], false);
+  return (config: Readonly<Config> | undefined, error: ErrorShape, runId: string) => {
+    const report = newReport(command, runId, config?.lake?.uri ?? '', config?.compute?.kpis ?? [...KPI_TABLES], false);
     report.error = error;
     return report;
   };
