@@ -10,6 +10,8 @@ import { resolveConfig, type CommandName, type Config } from './config.js';
 import { declareOptions } from './options.js';
 import { exitCodeFor } from './exit-codes.js';
 import { withRuntime, type Runtime } from './runtime.js';
+import { runObservers } from './observe/index.js';
+import type { RunEnd, RunObserver, RunStart } from './observe/observer.js';
 import { newRunId, type ReportError } from '../pipeline/report.js';
 
 export type ErrorShape = ReportError;
@@ -68,6 +70,7 @@ export function commandModule(spec: CommandSpec): CommandModule {
 
 async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promise<void> {
   let config: Readonly<Config> | undefined;
+  let observed: Observed | undefined;
   const runId = newRunId();
   // Until the configuration is resolved, --json is taken at its word (a usage error still prints JSON).
   let json = argv.json === true;
@@ -77,7 +80,10 @@ async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promis
       stderrIsTerminal: Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0,
     });
     json = config.output.json;
+    observed = await startObservers(config, spec.command, runId);
     const { value, interrupted } = await withRuntime(config, runId, spec.run);
+    const exitCode = exitCodeFor(value.error?.code, interrupted);
+    await finishObservers(observed, exitCode, value.json, value.error);
     if (value.error) {
       process.stderr.write(`musickpi ${spec.command}: ${value.error.code}: ${value.error.message}\n`);
       if (value.error.hint) process.stderr.write(`  hint: ${value.error.hint}\n`);
@@ -87,15 +93,49 @@ async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promis
     }
     if (config.output.reportFile) writeReport(config.output.reportFile, value.json);
     if (json) process.stdout.write(JSON.stringify(value.json) + '\n');
-    process.exitCode = exitCodeFor(value.error?.code, interrupted);
+    process.exitCode = exitCode;
   } catch (err) {
     const e = toMkpiError(err);
     const shape = errorShape(e, config ? null : 'config');
     const failure = (spec.failureJson ?? ((_c, s) => errorJson(spec.command, s)))(config, shape, runId);
+    if (observed) await finishObservers(observed, exitCodeFor(e.code, signalOf(e)), failure, shape);
     if (config?.output.reportFile) writeReport(config.output.reportFile, failure);
     printFailure(spec.command, shape, json ? failure : undefined, e.cause);
     process.exitCode = exitCodeFor(e.code, signalOf(e));
   }
+}
+
+interface Observed {
+  start: RunStart;
+  observers: RunObserver[];
+}
+
+/** Warnings of observers go to stderr once each, before the result (which must stay the last line). */
+function observerWarn(): (message: string) => void {
+  const said = new Set<string>();
+  return (message) => {
+    if (said.has(message)) return;
+    said.add(message);
+    process.stderr.write(`musickpi: warning: ${redact(message)}\n`);
+  };
+}
+
+async function startObservers(config: Readonly<Config>, command: CommandName, runId: string): Promise<Observed> {
+  const warn = observerWarn();
+  const start: RunStart = { command, runId, startedAt: new Date(), config };
+  const observers = runObservers(config, warn);
+  for (const o of observers) await o.start(start).catch((err: unknown) => warn(`${o.name}: ${errorText(err)}`));
+  return { start, observers };
+}
+
+async function finishObservers(observed: Observed, exitCode: number, result: unknown, error: ErrorShape | undefined): Promise<void> {
+  const warn = observerWarn();
+  const end: RunEnd = { ...observed.start, finishedAt: new Date(), exitCode, result, error };
+  for (const o of observed.observers) await o.finish(end).catch((err: unknown) => warn(`${o.name}: ${errorText(err)}`));
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** The --report-file copy; failing to write it is said, and never changes the outcome. */
