@@ -63,6 +63,13 @@ export interface PipelineOptions {
   pruneRejects?: { prefix: string; keep: number };
   /** Let this lake take over a schema whose ledger belongs to another lake (a moved lake). */
   adoptLake?: boolean;
+  /**
+   * Listen dates (YYYY-MM-DD) to recompute over every loaded file that carries them, whether or
+   * not a new file does (`--date`, `--start/--end`): the late-file rule, on demand.
+   */
+  window?: string[];
+  /** New files' dates outside these are reported, and with `strict` stop the run before loading. */
+  expectDates?: { dates: string[]; text: string; strict: boolean };
   /** `retract`: the keys of the loaded files to take back out (their key when loaded, or archived). */
   retract?: string[];
   runId: string;
@@ -262,7 +269,29 @@ const gateStep = step('validate', (r) => {
     );
   }
   gate(r.opts, r.report, r.warn);
+  checkExpectedDates(r);
 });
+
+/** --expect-dates: new files carrying listen dates outside the expected window. */
+function checkExpectedDates(r: Run): void {
+  const expect = r.opts.expectDates;
+  if (!expect) return;
+  const allowed = new Set(expect.dates);
+  for (const s of r.scans) {
+    const outside = [...s.days].map(dayToDate).filter((d) => !allowed.has(d)).sort();
+    if (outside.length > 0) r.report.unexpectedDates.push({ file: s.key, dates: outside });
+  }
+  if (r.report.unexpectedDates.length === 0) return;
+  const first = r.report.unexpectedDates[0];
+  const summary = `${r.report.unexpectedDates.length} new file(s) carry listen dates outside --expect-dates ${expect.text}; first: ${first.file} (${first.dates.slice(0, 3).join(', ')}${first.dates.length > 3 ? ', …' : ''})`;
+  if (expect.strict) {
+    throw new MkpiError('MKPI_UNEXPECTED_DATES', summary, {
+      hint: 'nothing was loaded; check the delivery, widen --expect-dates, or drop --strict-dates to load with a warning',
+      details: { files: r.report.unexpectedDates },
+    });
+  }
+  r.warn(summary);
+}
 
 /** Dates to recompute, per table, and the loaded files that carry them (late files, docs/contract.md#late). */
 const lateDatesStep = step('reread', async (r) => {
@@ -274,6 +303,7 @@ const lateDatesStep = step('reread', async (r) => {
   }
   // Dates a twin row counted twice are recomputed with the twin gone.
   for (const twin of r.repair.retire) for (const t of twin.tables) for (const d of twin.dates) r.byTable[t].add(d);
+  for (const d of r.opts.window ?? []) for (const t of r.kpis) r.byTable[t].add(d);
   await rereadDates(r, plan.pending);
 });
 
@@ -298,7 +328,8 @@ const loadStep = step('load', async (r) => {
   }
   report.rowsWritten.hourly_kpis = batch.hourly?.rows.length ?? 0;
   report.rowsWritten.genre_level_kpis = batch.genre?.rows.length ?? 0;
-  if (report.dryRun || (plan!.pending.length === 0 && r.repair.retire.length === 0)) return;
+  const asked = (opts.window?.length ?? 0) > 0;
+  if (report.dryRun || (plan!.pending.length === 0 && r.repair.retire.length === 0 && !asked)) return;
   await commitLoad(r, batch);
 });
 

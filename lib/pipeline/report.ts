@@ -72,6 +72,8 @@ export interface RunReport {
   retracted: { file: string; from: string | null; to: string | null }[];
   /** Files in streams/ that are copies of retracted files: never loaded again. */
   skippedRetracted: string[];
+  /** --expect-dates: new files with listen dates outside the expected window, and those dates. */
+  unexpectedDates: { file: string; dates: string[] }[];
   rejectsOutput: string | null;
   warnings: string[];
   timings: Partial<Record<Stage, number>>;
@@ -113,6 +115,7 @@ export function newReport(command: Command, runId: string, lake: string, kpis: K
     archived: [],
     retracted: [],
     skippedRetracted: [],
+    unexpectedDates: [],
     rejectsOutput: null,
     warnings: [],
     timings: {},

@@ -73,6 +73,8 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
     dryRun,
     adoptLake: config.warehouse?.adoptLake ?? false,
     ...(command === 'retract' ? { retract: [...config.positional] } : {}),
+    ...(config.window ? { window: config.window.dates } : {}),
+    ...(config.expectDates ? { expectDates: config.expectDates } : {}),
     maxBadRows: compute?.maxBadRows ?? 0,
     maxOrphanRows: compute?.maxOrphanRows ?? Infinity,
     rejectsKey: rejects?.key ?? null,

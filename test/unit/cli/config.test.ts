@@ -111,6 +111,28 @@ describe('config: flags > MUSICKPI_* > defaults', () => {
     expect(usageCode(() => resolveConfig('run', { lake: '/l', staging: '/tmp/stage' }, { env: HOME }))).to.equal('MKPI_USAGE');
   });
 
+  it('date windows: --date, --start/--end half-open over dates or instants; --expect-dates D or D..E', () => {
+    const w = (argv: Record<string, unknown>) => resolveConfig('compute', { lake: '/l', ...argv }, { env: HOME }).window?.dates;
+    expect(w({})).to.equal(undefined);
+    expect(w({ date: '2024-06-01' })).to.deep.equal(['2024-06-01']);
+    expect(w({ date: '2024-06-01T23:30:00-01:00' })).to.deep.equal(['2024-06-02']);
+    expect(w({ start: '2024-06-01', end: '2024-06-03' })).to.deep.equal(['2024-06-01', '2024-06-02']);
+    expect(w({ start: '2024-06-01T00:00:00+00:00', end: '2024-06-02T00:00:00+00:00' })).to.deep.equal(['2024-06-01']);
+    expect(w({ start: '2024-06-01T12:00:00Z', end: '2024-06-02T01:00:00Z' })).to.deep.equal(['2024-06-01', '2024-06-02']);
+    for (const bad of [
+      { start: '2024-06-02', end: '2024-06-01' },
+      { start: '2024-06-01' },
+      { date: 'yesterday' },
+      { date: '2024-13-01' },
+    ]) {
+      expect(usageCode(() => w(bad))).to.equal('MKPI_USAGE');
+    }
+    const e = resolveConfig('validate', { lake: '/l', 'expect-dates': '2024-06-01..2024-06-03', 'strict-dates': true }, { env: HOME });
+    expect(e.expectDates).to.deep.include({ dates: ['2024-06-01', '2024-06-02'], strict: true });
+    expect(usageCode(() => resolveConfig('validate', { lake: '/l', 'strict-dates': true }, { env: HOME }))).to.equal('MKPI_USAGE');
+    expect(resolveConfig('validate', { lake: '/l', date: '2024-06-01' }, { env: HOME }).window).to.equal(undefined);
+  });
+
   it('names variables and guesses mistyped flags', () => {
     expect(envName('max-bad-rows')).to.equal('MUSICKPI_MAX_BAD_ROWS');
     expect(closestOption('run', 'lak')).to.equal('lake');
