@@ -30,10 +30,10 @@ describe('e2e: date windows and expected dates', function () {
     expect(r.json.datesRecomputed).to.deep.equal({ hourly: ['2024-06-01'], genre: ['2024-06-01'] });
     expect(r.json.reread.length).to.be.greaterThan(0);
     const hourly = (await tableRows(url, 'hourly_kpis')) as { listen_date: unknown; listen_counts: unknown }[];
-    const day = (rows: { listen_date: unknown }[], d: string) => rows.filter((x) => String(x.listen_date).startsWith(d));
+    const day = <R extends { listen_date: unknown }>(rows: R[], d: string) => rows.filter((x) => String(x.listen_date).startsWith(d));
     expect(day(hourly, '2024-06-01')).to.deep.equal(day(clean.hourly as { listen_date: unknown }[], '2024-06-01'));
     // 2024-06-02 stays as it was left: tampered.
-    expect(day(hourly, '2024-06-02').every((x) => (x as { listen_counts: unknown }).listen_counts === 999)).to.equal(true);
+    expect(day(hourly, '2024-06-02').every((x) => x.listen_counts === 999)).to.equal(true);
     const genre = (await tableRows(url, 'genre_level_kpis')) as { listen_date: unknown }[];
     expect(day(genre, '2024-06-01')).to.deep.equal(day(clean.genre as { listen_date: unknown }[], '2024-06-01'));
     expect(day(genre, '2024-06-02')).to.deep.equal([]);
