@@ -1,8 +1,11 @@
-// --log-format json: stderr holds only JSON lines (one object each, with time, level, run_id and
+// Logs and shell completion. --log-format json: stderr holds only JSON lines (one object each, with time, level, run_id and
 // event), failures included, and the report stays the last line of stdout (and of stdout and
 // stderr merged, as Airflow's BashOperator reads them).
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BIN, copyLake, REPO, runCli } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
@@ -115,5 +118,47 @@ describe('e2e: logs', function () {
     expect(failure, r.stderr).to.be.greaterThan(0);
     expect(lines[failure + 1]).to.match(/^ {2}hint: /);
     for (const l of lines.slice(0, failure)) expect(l).to.match(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z /);
+  });
+});
+
+describe('e2e: shell completion', function () {
+  this.timeout(60_000);
+  const COMMANDS = ['run', 'validate', 'compute', 'archive', 'status', 'retract', 'init', 'query', 'completion'];
+
+  it('musickpi completion prints a bash script (zsh under zsh) that asks musickpi for its words', async () => {
+    const bash = await runCli(['completion'], { env: { SHELL: '/bin/bash' } });
+    expect(bash.code, bash.stderr).to.equal(0);
+    expect(bash.stdout).to.contain('musickpi --get-yargs-completions');
+    expect(bash.stdout).to.contain('complete -o bashdefault -o default -F _musickpi_yargs_completions musickpi');
+    const zsh = await runCli(['completion'], { env: { SHELL: '/usr/bin/zsh' } });
+    expect(zsh.code, zsh.stderr).to.equal(0);
+    expect(zsh.stdout).to.match(/^#compdef musickpi/);
+  });
+
+  it('the words: every command, a command’s options, the values of --log-format', async () => {
+    const words = async (...typed: string[]) => {
+      const r = await runCli(['--get-yargs-completions', 'musickpi', ...typed]);
+      expect(r.code, r.stderr).to.equal(0);
+      return r.stdout.trim().split('\n');
+    };
+    expect(await words('')).to.include.members(COMMANDS);
+    expect(await words('run', '--')).to.include.members(['--lake', '--log-format', '--verbose', '--debug', '--expect-dates']);
+    expect(await words('run', '--log-format', '')).to.deep.equal(['text', 'json']);
+  });
+
+  it('sourced in bash, the script completes a command name', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'musickpi-completion-'));
+    try {
+      symlinkSync(BIN, join(dir, 'musickpi'));
+      const script = (await runCli(['completion'], { env: { SHELL: '/bin/bash' } })).stdout;
+      writeFileSync(join(dir, 'completion.bash'), script);
+      const probe = `source ${dir}/completion.bash; COMP_WORDS=(musickpi r); COMP_CWORD=1; _musickpi_yargs_completions; printf '%s\\n' "\${COMPREPLY[@]}"`;
+      const { stdout } = await promisify(execFile)('bash', ['-c', probe], {
+        env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ''}`, CI: 'true' },
+      });
+      expect(stdout.trim().split('\n').sort()).to.deep.equal(['retract', 'run']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
