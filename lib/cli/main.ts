@@ -15,6 +15,7 @@ import * as init from './commands/init.js';
 import * as query from './commands/query.js';
 import * as status from './commands/status.js';
 import * as retract from './commands/retract.js';
+import { COMPLETION_COMMAND, COMPLETION_DESCRIBE, completer } from './commands/completion.js';
 
 const COMMANDS = [run, validate, compute, archive, status, retract, init, query];
 const NAMES = ['run', 'validate', 'compute', 'archive', 'status', 'retract', 'init', 'query'] as const satisfies readonly CommandName[];
@@ -46,6 +47,7 @@ export async function main(argv: string[]): Promise<void> {
     .parserConfiguration({ 'duplicate-arguments-array': false });
   for (const c of COMMANDS) parser = parser.command(c.command);
   parser = parser
+    .completion(COMPLETION_COMMAND, COMPLETION_DESCRIBE, completer(argv))
     .demandCommand(1, 'name a command')
     .strict()
     .recommendCommands()
