@@ -13,6 +13,7 @@ import { withRuntime, type Runtime } from './runtime.js';
 import { runObservers } from './observe/index.js';
 import type { RunEnd, RunObserver, RunStart } from './observe/observer.js';
 import { newRunId, type ReportError } from '../pipeline/report.js';
+import { writeErrorLine, writeWarningLine, type LogOptions } from './progress.js';
 
 export type ErrorShape = ReportError;
 
@@ -48,10 +49,8 @@ export function errorJson(command: string, error: ErrorShape): unknown {
 }
 
 /** Prints a failure: one line (and a hint) on stderr, then the JSON object as stdout's last line. */
-export function printFailure(command: string, error: ErrorShape, json: unknown, cause?: unknown): void {
-  process.stderr.write(`musickpi${command ? ' ' + command : ''}: ${error.code}: ${error.message}\n`);
-  if (error.hint) process.stderr.write(`  hint: ${error.hint}\n`);
-  if (error.code === 'MKPI_INTERNAL' && cause instanceof Error && cause.stack) process.stderr.write(redact(cause.stack) + '\n');
+export function printFailure(command: string, error: ErrorShape, json: unknown, cause?: unknown, log: LogOptions = {}): void {
+  writeErrorLine(error, { ...log, command: command || undefined }, cause);
   if (json !== undefined) process.stdout.write(JSON.stringify(json) + '\n');
 }
 
@@ -74,33 +73,35 @@ async function execute(spec: CommandSpec, argv: Record<string, unknown>): Promis
   const runId = newRunId();
   // Until the configuration is resolved, --json is taken at its word (a usage error still prints JSON).
   let json = argv.json === true;
+  // And so is --log-format (MUSICKPI_LOG_FORMAT needs the configuration).
+  let log: LogOptions = { format: argv['log-format'] === 'json' ? 'json' : 'text', runId, command: spec.command };
   try {
     config = resolveConfig(spec.command, argv, {
       positional: spec.positionalValues?.(argv) ?? [],
       stderrIsTerminal: Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0,
     });
     json = config.output.json;
-    observed = await startObservers(config, spec.command, runId);
+    log = { format: config.output.logFormat, color: config.output.color, runId, command: spec.command };
+    observed = await startObservers(config, spec.command, runId, log);
     const { value, interrupted } = await withRuntime(config, runId, spec.run);
     const exitCode = exitCodeFor(value.error?.code, interrupted);
-    await finishObservers(observed, exitCode, value.json, value.error);
+    await finishObservers(observed, exitCode, value.json, value.error, log);
     if (value.error) {
-      process.stderr.write(`musickpi ${spec.command}: ${value.error.code}: ${value.error.message}\n`);
-      if (value.error.hint) process.stderr.write(`  hint: ${value.error.hint}\n`);
+      writeErrorLine(value.error, log);
       if (!json) process.stdout.write(value.text);
     } else if (!json && !config.output.silent) {
       process.stdout.write(value.text);
     }
-    if (config.output.reportFile) writeReport(config.output.reportFile, value.json);
+    if (config.output.reportFile) writeReport(config.output.reportFile, value.json, log);
     if (json) process.stdout.write(JSON.stringify(value.json) + '\n');
     process.exitCode = exitCode;
   } catch (err) {
     const e = toMkpiError(err);
     const shape = errorShape(e, config ? null : 'config');
     const failure = (spec.failureJson ?? ((_c, s) => errorJson(spec.command, s)))(config, shape, runId);
-    if (observed) await finishObservers(observed, exitCodeFor(e.code, signalOf(e)), failure, shape);
-    if (config?.output.reportFile) writeReport(config.output.reportFile, failure);
-    printFailure(spec.command, shape, json ? failure : undefined, e.cause);
+    if (observed) await finishObservers(observed, exitCodeFor(e.code, signalOf(e)), failure, shape, log);
+    if (config?.output.reportFile) writeReport(config.output.reportFile, failure, log);
+    printFailure(spec.command, shape, json ? failure : undefined, e.cause, log);
     process.exitCode = exitCodeFor(e.code, signalOf(e));
   }
 }
@@ -111,25 +112,31 @@ interface Observed {
 }
 
 /** Warnings of observers go to stderr once each, before the result (which must stay the last line). */
-function observerWarn(): (message: string) => void {
+function observerWarn(log: LogOptions): (message: string) => void {
   const said = new Set<string>();
   return (message) => {
     if (said.has(message)) return;
     said.add(message);
-    process.stderr.write(`musickpi: warning: ${redact(message)}\n`);
+    writeWarningLine(message, log);
   };
 }
 
-async function startObservers(config: Readonly<Config>, command: CommandName, runId: string): Promise<Observed> {
-  const warn = observerWarn();
+async function startObservers(config: Readonly<Config>, command: CommandName, runId: string, log: LogOptions): Promise<Observed> {
+  const warn = observerWarn(log);
   const start: RunStart = { command, runId, startedAt: new Date(), config };
   const observers = runObservers(config, warn);
   for (const o of observers) await o.start(start).catch((err: unknown) => warn(`${o.name}: ${errorText(err)}`));
   return { start, observers };
 }
 
-async function finishObservers(observed: Observed, exitCode: number, result: unknown, error: ErrorShape | undefined): Promise<void> {
-  const warn = observerWarn();
+async function finishObservers(
+  observed: Observed,
+  exitCode: number,
+  result: unknown,
+  error: ErrorShape | undefined,
+  log: LogOptions,
+): Promise<void> {
+  const warn = observerWarn(log);
   const end: RunEnd = { ...observed.start, finishedAt: new Date(), exitCode, result, error };
   for (const o of observed.observers) await o.finish(end).catch((err: unknown) => warn(`${o.name}: ${errorText(err)}`));
 }
@@ -139,11 +146,11 @@ function errorText(err: unknown): string {
 }
 
 /** The --report-file copy; failing to write it is said, and never changes the outcome. */
-function writeReport(path: string, report: unknown): void {
+function writeReport(path: string, report: unknown, log: LogOptions): void {
   try {
     writeFileSync(path, JSON.stringify(report, null, 2) + '\n');
   } catch (err) {
-    process.stderr.write(`musickpi: warning: cannot write --report-file ${path}: ${err instanceof Error ? err.message : String(err)}\n`);
+    writeWarningLine(`cannot write --report-file ${path}: ${err instanceof Error ? err.message : String(err)}`, log);
   }
 }
 

@@ -76,7 +76,10 @@ export async function main(argv: string[]): Promise<void> {
     const e = err instanceof MkpiError ? err : new MkpiError('MKPI_INTERNAL', String(err), { cause: err });
     const command = NAMES.find((n) => argv.includes(n)) ?? '';
     const shape = errorShape(e, e.code === 'MKPI_USAGE' ? 'usage' : null);
-    printFailure(command, shape, argv.includes('--json') ? errorJson(command, shape) : undefined, e.cause);
+    // The configuration was never resolved: --log-format is taken at its word.
+    const at = argv.indexOf('--log-format');
+    const format = argv.includes('--log-format=json') || (at >= 0 && argv[at + 1] === 'json') ? 'json' : 'text';
+    printFailure(command, shape, argv.includes('--json') ? errorJson(command, shape) : undefined, e.cause, { format });
     process.exitCode = exitCodeFor(e.code);
   }
 }

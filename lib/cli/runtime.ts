@@ -40,7 +40,15 @@ export async function withRuntime<T>(
   body: (rt: Runtime) => Promise<T>,
 ): Promise<{ value: T; interrupted: NodeJS.Signals | undefined }> {
   const controller = new AbortController();
-  const progress = createProgress({ quiet: config.output.quiet, interactive: config.output.interactive });
+  const progress = createProgress({
+    quiet: config.output.quiet,
+    interactive: config.output.interactive,
+    format: config.output.logFormat,
+    level: config.output.level,
+    color: config.output.color,
+    runId,
+    command: config.command,
+  });
   const closers: (() => Promise<void>)[] = [];
   let interrupted: NodeJS.Signals | undefined;
 

@@ -278,7 +278,10 @@ function checkExpectedDates(r: Run): void {
   if (!expect) return;
   const allowed = new Set(expect.dates);
   for (const s of r.scans) {
-    const outside = [...s.days].map(dayToDate).filter((d) => !allowed.has(d)).sort();
+    const outside = [...s.days]
+      .map(dayToDate)
+      .filter((d) => !allowed.has(d))
+      .sort();
     if (outside.length > 0) r.report.unexpectedDates.push({ file: s.key, dates: outside });
   }
   if (r.report.unexpectedDates.length === 0) return;
