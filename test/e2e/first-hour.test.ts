@@ -238,6 +238,11 @@ describe('e2e: a new user’s first hour', function () {
       // The XCom recipe: the last line of stdout and stderr together is the report.
       const lines = (r.stderr + r.stdout).trimEnd().split('\n');
       expect(JSON.parse(lines[lines.length - 1])).to.deep.equal(r.json);
+      // Failures too: a missing lake (66) still ends with the one-line report, `ok: false`.
+      const missing = await runCli(['run', '--lake', join(lake, 'nope'), '--warehouse', url, '--schema', 'missing_lake', '--json']);
+      expect(missing.code).to.equal(66);
+      const last = (missing.stderr + missing.stdout).trimEnd().split('\n').pop()!;
+      expect(JSON.parse(last)).to.include({ ok: false, command: 'run' });
       const pretty = readFileSync(reportFile, 'utf8');
       expect(pretty.split('\n').length).to.be.greaterThan(10);
       expect(JSON.parse(pretty)).to.deep.equal(r.json);
