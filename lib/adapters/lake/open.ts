@@ -28,6 +28,14 @@ const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
  * chain), "file:///path" or a plain path is a local folder.
  */
 export function openLake(uri: string, s3: S3ConnectOptions = {}): Lake {
+  return openLakeWith(uri, s3, (opts) => new (s3Lake())(opts));
+}
+
+/**
+ * openLake with the S3 adapter's constructor given: a worker thread (reopen.ts) imports the
+ * adapter itself, asynchronously, where require() of an ES module may not be hooked (tsx).
+ */
+export function openLakeWith(uri: string, s3: S3ConnectOptions, makeS3: (opts: S3LakeModule.S3LakeOptions) => Lake): Lake {
   const trimmed = uri.trim();
   if (trimmed === '') throw new MkpiError('MKPI_USAGE', 'The lake URI is empty', { hint: 'Give s3://bucket/prefix or a folder.' });
 
@@ -52,8 +60,7 @@ export function openLake(uri: string, s3: S3ConnectOptions = {}): Lake {
     if (/[?#]/.test(prefix)) {
       throw new MkpiError('MKPI_USAGE', `Invalid S3 lake URI ${JSON.stringify(uri)}: the prefix may not contain "?" or "#"`);
     }
-    const S3Lake = s3Lake();
-    return new S3Lake({
+    return makeS3({
       bucket,
       prefix,
       ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
