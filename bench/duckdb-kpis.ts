@@ -1,6 +1,7 @@
 // The peer engine of the benchmark: the KPIs of docs/kpi-spec (spec §2-§5) in DuckDB SQL, as a
 // data engineer would write them, over the same lake folder. Run as a child process by
-// bench/run.ts: `node dist/bench/duckdb-kpis.js --lake DIR [--threads 2] [--out FILE]`.
+// bench/run.ts: `node dist/bench/duckdb-kpis.js --lake DIR [--threads 2] [--out FILE] [--simple]` (--simple: the
+// simplest user query instead, simpleSql below).
 // Writes {hourly, genre, completeRows} as JSON to --out (or nothing), and its timings to stderr.
 //
 // What it implements of the validation rules: everything that decides whether a row is
@@ -146,23 +147,72 @@ const GENRE = `
          top_track AS most_popular_track_id
   FROM g ORDER BY day, genre`;
 
+/**
+ * The simplest query a user would write for clean data (issue 12's second peer): read_csv all
+ * varchar, cast the timestamp, join, group by, arg_min over (-count, name) for the ties. No
+ * trimming, no listen_time grammar, no first-row-wins for duplicate dimension rows: on the
+ * benchmark's clean lakes it gives the same tables, on a messy lake it does not (and is not
+ * checked there).
+ */
+export function simpleSql(lake: string): string[] {
+  const path = (p: string) => sqlString(resolve(lake, p));
+  return [
+    `CREATE TEMP TABLE songs AS SELECT * FROM read_csv(${path('songs.csv')}, header = true, all_varchar = true)`,
+    `CREATE TEMP TABLE users AS SELECT * FROM read_csv(${path('users.csv')}, header = true, all_varchar = true)`,
+    `CREATE TEMP TABLE listens AS
+      SELECT CAST(l.listen_time AS TIMESTAMP) AS ts, l.user_id, l.track_id, s.artists, s.track_genre,
+             CAST(s.duration_ms AS DOUBLE) AS duration_ms, TRY_CAST(u.user_age AS INT) AS age
+      FROM read_csv(${path('streams/*.csv')}, header = true, all_varchar = true) l
+      JOIN songs s USING (track_id) JOIN users u USING (user_id)`,
+  ];
+}
+
+const SIMPLE_HOURLY = `
+  WITH h AS (SELECT date_trunc('hour', ts) AS hr, * FROM listens),
+  base AS (SELECT hr, count(*) AS n, count(DISTINCT user_id) AS users, count(DISTINCT track_id) AS tracks FROM h GROUP BY hr),
+  art AS (SELECT hr, a, count(*) AS n FROM (SELECT hr, unnest(string_split(artists, ';')) AS a FROM h) GROUP BY ALL),
+  top AS (SELECT hr, arg_min(a, (-n, a)) AS top_artist FROM art GROUP BY hr),
+  ag AS (SELECT hr, g, count(*) AS n FROM (
+           SELECT hr, CASE WHEN age IS NULL OR age < 1 OR age > 120 THEN NULL WHEN age <= 25 THEN '18-25' WHEN age <= 35 THEN '26-35'
+                           WHEN age <= 45 THEN '36-45' WHEN age <= 55 THEN '46-55' WHEN age <= 65 THEN '56-65' ELSE '66+' END AS g
+           FROM h) WHERE g IS NOT NULL GROUP BY ALL),
+  topage AS (SELECT hr, arg_min(g, (-n, g)) AS g FROM ag GROUP BY hr)
+  SELECT strftime(b.hr, '%Y-%m-%d') AS listen_date, CAST(hour(b.hr) AS INT) AS listen_hour,
+         CAST(b.users AS INT) AS unique_listeners, CAST(b.n AS INT) AS listen_counts, t.top_artist,
+         b.n / b.users AS avg_sessions_per_user, b.tracks / b.n AS diversity_index, a.g AS most_engaged_age_group
+  FROM base b LEFT JOIN top t USING (hr) LEFT JOIN topage a USING (hr) ORDER BY b.hr`;
+
+const SIMPLE_GENRE = `
+  WITH d AS (SELECT CAST(ts AS DATE) AS day, * FROM listens),
+  pt AS (SELECT day, track_genre, track_id, count(*) AS n FROM d GROUP BY ALL),
+  g AS (SELECT day, track_genre, count(*) AS n, avg(duration_ms) / 1000 AS average_duration FROM d GROUP BY ALL),
+  top AS (SELECT day, track_genre, arg_min(track_id, (-n, track_id)) AS most_popular_track_id FROM pt GROUP BY ALL)
+  SELECT strftime(day, '%Y-%m-%d') AS listen_date, track_genre, CAST(n AS INT) AS listen_count,
+         n / sum(n) OVER (PARTITION BY day) AS popularity_index, average_duration, most_popular_track_id
+  FROM g JOIN top USING (day, track_genre) ORDER BY day, track_genre`;
+
 export interface DuckKpis {
   hourly: Record<string, unknown>[];
   genre: Record<string, unknown>[];
   completeRows: number;
 }
 
-export async function duckdbKpis(lake: string, threads: number, log: (s: string) => void = () => undefined): Promise<DuckKpis> {
+export async function duckdbKpis(
+  lake: string,
+  threads: number,
+  log: (s: string) => void = () => undefined,
+  simple = false,
+): Promise<DuckKpis> {
   const instance = await DuckDBInstance.create(':memory:', { threads: String(threads), preserve_insertion_order: 'true' });
   const con = await instance.connect();
   try {
     const t0 = performance.now();
-    for (const sql of kpiSql(lake)) await con.run(sql);
+    for (const sql of simple ? simpleSql(lake) : kpiSql(lake)) await con.run(sql);
     const t1 = performance.now();
     const toPlain = (rows: Record<string, unknown>[]) =>
       rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
-    const hourly = toPlain((await con.runAndReadAll(HOURLY)).getRowObjectsJS());
-    const genre = toPlain((await con.runAndReadAll(GENRE)).getRowObjectsJS());
+    const hourly = toPlain((await con.runAndReadAll(simple ? SIMPLE_HOURLY : HOURLY)).getRowObjectsJS());
+    const genre = toPlain((await con.runAndReadAll(simple ? SIMPLE_GENRE : GENRE)).getRowObjectsJS());
     const complete = (await con.runAndReadAll('SELECT count(*) AS n FROM listens')).getRowObjectsJS()[0] as { n: bigint };
     log(`duckdb: load+validate ${(t1 - t0).toFixed(0)} ms, KPIs ${(performance.now() - t1).toFixed(0)} ms`);
     return { hourly, genre, completeRows: Number(complete.n) };
@@ -174,13 +224,18 @@ export async function duckdbKpis(lake: string, threads: number, log: (s: string)
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { lake: { type: 'string' }, threads: { type: 'string', default: '2' }, out: { type: 'string' } },
+    options: {
+      lake: { type: 'string' },
+      threads: { type: 'string', default: '2' },
+      out: { type: 'string' },
+      simple: { type: 'boolean', default: false },
+    },
   });
   if (!values.lake) {
-    process.stderr.write('usage: duckdb-kpis --lake DIR [--threads N] [--out FILE]\n');
+    process.stderr.write('usage: duckdb-kpis --lake DIR [--threads N] [--out FILE] [--simple]\n');
     process.exit(64);
   }
-  const res = await duckdbKpis(values.lake, Number(values.threads), (s) => process.stderr.write(s + '\n'));
+  const res = await duckdbKpis(values.lake, Number(values.threads), (s) => process.stderr.write(s + '\n'), values.simple ?? false);
   if (values.out) {
     const { writeFile } = await import('node:fs/promises');
     await writeFile(values.out, JSON.stringify(res));

@@ -16,6 +16,12 @@ export interface LakeSpec {
   seed: number;
   messy: boolean;
   startDate: string;
+  /**
+   * 'time' (default): each file covers its own slice of the span, rows in time order, like hourly
+   * batches. 'random': every row at a uniformly random time of the whole span (late and re-sent
+   * data, merged exports): each row's hour is a cache miss for the reducers.
+   */
+  order?: 'time' | 'random';
 }
 
 /** Mulberry32: small, fast, and the same sequence on every machine. */
@@ -263,8 +269,9 @@ export function generateLake(spec: LakeSpec): { trackIds: string[]; userIds: str
     // Each file covers its own slice of the time span, in time order, like hourly batches.
     const t0 = start + (span * f) / spec.files;
     const step = span / spec.files / Math.max(1, n);
+    const random = spec.order === 'random';
     for (let i = 0; i < n; i++) {
-      const t = new Date(t0 + i * step + r() * step).toISOString();
+      const t = new Date(random ? start + Math.floor(r() * span) : t0 + i * step + r() * step).toISOString();
       const ts = `${t.slice(0, 10)} ${t.slice(11, 19)}`;
       let user = userIds[sample(userCdf, r())];
       let track = trackIds[sample(trackCdf, r())];
@@ -289,7 +296,7 @@ export function generateLake(spec: LakeSpec): { trackIds: string[]; userIds: str
   return { trackIds, userIds };
 }
 
-const USAGE = `usage: generate-lake --out DIR [--songs N] [--users N] [--streams N] [--files N] [--days N] [--seed N] [--messy] [--start-date D]
+const USAGE = `usage: generate-lake --out DIR [--songs N] [--users N] [--streams N] [--files N] [--days N] [--seed N] [--messy] [--start-date D] [--order time|random]
   writes a synthetic lake (songs.csv, users.csv, streams/*.csv) for the benchmark and for trying musickpi
   defaults: 114000 songs, 50000 users, 5000000 streams in 5 files over 3 days from 2024-06-01, seed 42
 `;
@@ -309,6 +316,7 @@ function main(): void {
         seed: { type: 'string', default: '42' },
         messy: { type: 'boolean', default: false },
         'start-date': { type: 'string', default: '2024-06-01' },
+        order: { type: 'string', default: 'time' },
       },
     });
   } catch (err) {
@@ -335,6 +343,7 @@ function main(): void {
     seed: Number(values.seed),
     messy: values.messy ?? false,
     startDate: values['start-date'],
+    order: values.order === 'random' ? 'random' : 'time',
   });
   process.stderr.write(`lake written to ${values.out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 }

@@ -66,6 +66,12 @@ export interface Lake {
   /** A stream of the object's bytes; never buffers the whole object. */
   read(key: string, signal?: AbortSignal): Promise<Readable>;
 
+  /**
+   * The bytes [start, end) of the object, where the store can serve a part of an object (a
+   * local file). Optional: without it, a file is read whole by one reader.
+   */
+  readRange?(key: string, start: number, end: number, signal?: AbortSignal): Promise<Readable>;
+
   /** Writes an object from a stream (used for the rejects output). */
   write(key: string, body: Readable, signal?: AbortSignal): Promise<void>;
 

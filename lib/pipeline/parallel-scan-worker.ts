@@ -8,7 +8,17 @@ import { create } from '../stages/reduce.js';
 import { RejectSpool } from '../stages/rejects.js';
 import { scanStreamFile, streamDimsFrom } from '../stages/scan.js';
 import { MkpiError } from '../domain/errors.js';
-import { serializeError, spoolPath, toScanData, type FromWorker, type HourData, type ToWorker, type WorkerInit } from './parallel-scan.js';
+import {
+  RangeSpool,
+  serializeError,
+  spoolPath,
+  toScanData,
+  type FromWorker,
+  type HourData,
+  type ToWorker,
+  type WorkerInit,
+} from './parallel-scan.js';
+import type { ScanRange } from '../stages/scan.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -36,15 +46,18 @@ let queue: Promise<void> = reopen(init.lake).then(
 
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
 
-async function scan(index: number, obj: Extract<ToWorker, { type: 'scan' }>['obj']): Promise<void> {
+async function scan(index: number, obj: Extract<ToWorker, { type: 'scan' }>['obj'], range: ScanRange | undefined): Promise<void> {
   if (lake === undefined) {
     post({ type: 'error', index, error: serializeError(opened) });
     return;
   }
-  const spool = init.spoolDir === null ? undefined : new RejectSpool(spoolPath(init.spoolDir, index));
+  // A byte range's rejects carry lines relative to its start: the caller shifts them (RangeSpool).
+  const path = init.spoolDir === null ? undefined : spoolPath(init.spoolDir, index);
+  const spool = path === undefined ? undefined : range ? new RangeSpool(path) : new RejectSpool(path);
   try {
     const result = await scanStreamFile(lake, obj, dims, state, {
       signal: controller.signal,
+      range,
       rejects: spool,
       onRows: (rows) => post({ type: 'rows', index, rows }),
     });
@@ -77,7 +90,7 @@ async function stop(): Promise<void> {
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'scan':
-      queue = queue.then(() => scan(m.index, m.obj));
+      queue = queue.then(() => scan(m.index, m.obj, m.range));
       break;
     case 'finish':
       queue = queue.then(finish);

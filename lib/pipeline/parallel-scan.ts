@@ -7,13 +7,25 @@
 // RejectSink in listing order, so the report and the rejects output are those of the
 // single-thread path, byte for byte.
 //
+// One large plain file (the only file of a run) is split into byte ranges instead, so that it
+// keeps both cores busy too: the calling thread reads it once from the start, hashing it (its
+// ledger identity) and finding record boundaries with the parser's own grammar
+// (RecordBoundaryScanner: exact with quoted fields spanning lines), and hands each range to the
+// next free reader as soon as its end is known. A range's line numbers count from its own start;
+// its rejects are spooled with them and replayed in order, shifted by the line endings of the
+// ranges before it, so the rejects output and the report are the single reader's, byte for
+// byte. Each range's reader checks that it ended exactly at the next range's start. When the
+// header cannot be resolved early (a schema error, an enormous header) the file is read whole.
+//
 // Failure: a worker's error (a lake read that failed, ...) comes back as the MkpiError it was
 // (code, message, hint, details); a crashed worker is MKPI_INTERNAL; an abort signal is
 // MKPI_INTERRUPTED. In every case the other readers are told to stop, workers are given a moment
 // to close what they hold, then terminated: no worker outlives the call.
 
 import { Worker } from 'node:worker_threads';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -22,9 +34,10 @@ import type { Lake, LakeObject, LakeSpec } from '../domain/lake.js';
 import { MkpiError, isMkpiError, type ErrorCode } from '../domain/errors.js';
 import { isGzipKey } from '../domain/layout.js';
 import { merge, type HourState, type KpiState } from '../stages/reduce.js';
-import { RejectSpool, type RejectSink } from '../stages/rejects.js';
-import { scanStreamFile, streamDims, streamDimsData, type StreamDimsData, type StreamScan } from '../stages/scan.js';
-import type { Dimensions } from '../stages/validate.js';
+import { CsvParser, RecordBoundaryScanner } from '../stages/parse.js';
+import { RejectSpool, type RejectSink, type RejectWriter } from '../stages/rejects.js';
+import { scanStreamFile, streamDims, streamDimsData, type ScanRange, type StreamDimsData, type StreamScan } from '../stages/scan.js';
+import { STREAM_COLUMNS, resolveHeader, type Dimensions, type ResolvedHeader } from '../stages/validate.js';
 
 export interface ParallelOptions {
   /** How workers reopen the lake; without it every file is read in the calling thread. */
@@ -38,9 +51,23 @@ export interface ParallelOptions {
   minBytes?: number;
   /** Whether the calling thread reads files too, next to the workers; default DEFAULT_MAIN_READS. */
   mainReads?: boolean;
+  /** A single plain file at least this large is split into byte ranges; default DEFAULT_MIN_SPLIT_BYTES. */
+  splitMinBytes?: number;
+}
+
+/** Whether one file can be split into byte ranges for several readers: plain CSV, large enough. */
+export function splittable(obj: LakeObject, minBytes = DEFAULT_MIN_SPLIT_BYTES): boolean {
+  return !isGzipKey(obj.key) && obj.size >= minBytes && obj.size > 0;
 }
 
 export const DEFAULT_MIN_PARALLEL_BYTES = 16 * 1024 * 1024;
+/** A single plain file at least this large is split into byte ranges. */
+export const DEFAULT_MIN_SPLIT_BYTES = 32 * 1024 * 1024;
+/**
+ * Size of a byte range of a split file. Smaller ranges balance the readers' tails better; each
+ * costs a message, a file open and a reader's per-hour state that may not have existed yet.
+ */
+export const DEFAULT_RANGE_BYTES = 24 * 1024 * 1024;
 /**
  * The calling thread reads files too. With 2 workers on 2 cores that is 3 readers: the OS
  * time-slices them, so that with 5 equal files the last one does not run alone while a core
@@ -56,9 +83,11 @@ export function defaultWorkers(): number {
 /** Worker threads to use for these files: 0 means in-thread. */
 export function plannedWorkers(opts: ParallelOptions | undefined, files: readonly LakeObject[]): number {
   if (!opts?.lake) return 0;
-  const n = Math.min(opts.workers ?? defaultWorkers(), files.length);
-  // One file has one reader: a worker for it would only add a thread's start-up.
-  if (files.length < 2 || !(n >= 1)) return 0;
+  // One file is split into byte ranges when it is large and plain; else it has one reader, and a
+  // worker for it would only add a thread's start-up.
+  const split = files.length === 1 && splittable(files[0], opts.splitMinBytes);
+  const n = split ? (opts.workers ?? defaultWorkers()) : Math.min(opts.workers ?? defaultWorkers(), files.length);
+  if ((files.length < 2 && !split) || !(n >= 1)) return 0;
   let bytes = 0;
   for (const f of files) bytes += isGzipKey(f.key) ? f.size * GZIP_TEXT_RATIO : f.size;
   return bytes < (opts.minBytes ?? DEFAULT_MIN_PARALLEL_BYTES) ? 0 : Math.floor(n);
@@ -137,7 +166,7 @@ export interface WorkerInit {
   spoolDir: string | null;
 }
 
-export type ToWorker = { type: 'scan'; index: number; obj: LakeObject } | { type: 'finish' } | { type: 'abort' };
+export type ToWorker = { type: 'scan'; index: number; obj: LakeObject; range?: ScanRange } | { type: 'finish' } | { type: 'abort' };
 
 export type FromWorker =
   | { type: 'rows'; index: number; rows: number }
@@ -147,6 +176,71 @@ export type FromWorker =
 
 export function spoolPath(dir: string, index: number): string {
   return join(dir, `file-${index}.csv`);
+}
+
+/**
+ * The rejects of one byte range, with line numbers relative to the range's start (those of the
+ * ranges before it are not known yet): one JSON array a line, replayed into the run's
+ * RejectSink once they are (replayRangeSpool).
+ */
+export class RangeSpool implements RejectWriter {
+  private fd: number;
+  private buf: string[] = [];
+  private len = 0;
+  count = 0;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'w');
+  }
+
+  add(file: string, line: number, reason: string, detail: string, fields: readonly string[]): void {
+    this.count++;
+    const s = JSON.stringify([line, reason, detail, fields]) + '\n';
+    this.buf.push(s);
+    this.len += s.length;
+    if (this.len >= 1 << 20) this.flush();
+  }
+
+  private flush(): void {
+    if (this.buf.length === 0) return;
+    writeSync(this.fd, this.buf.join(''));
+    this.buf = [];
+    this.len = 0;
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    try {
+      this.flush();
+    } finally {
+      closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
+}
+
+/** Adds a closed RangeSpool's rejects to `sink` as rejects of `key`, their lines shifted by `lineOffset`. */
+export function replayRangeSpool(path: string, key: string, lineOffset: number, sink: RejectWriter): void {
+  const fd = openSync(path, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    const decoder = new StringDecoder('utf8');
+    let rest = '';
+    for (;;) {
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      const text = rest + (n === 0 ? decoder.end() : decoder.write(chunk.subarray(0, n)));
+      let start = 0;
+      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+        const [line, reason, detail, fields] = JSON.parse(text.slice(start, nl)) as [number, string, string, string[]];
+        sink.add(key, line + lineOffset, reason, detail, fields);
+        start = nl + 1;
+      }
+      rest = text.slice(start);
+      if (n === 0) break;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 let live = 0;
@@ -197,6 +291,10 @@ export interface ParallelScanOptions {
   tmpDir?: string;
   /** How long stopping workers get to close their streams before they are terminated. */
   stopGraceMs?: number;
+  /** A single plain file at least this large is split into byte ranges; default DEFAULT_MIN_SPLIT_BYTES. */
+  splitMinBytes?: number;
+  /** Size of the ranges of a split file; default DEFAULT_RANGE_BYTES. */
+  rangeBytes?: number;
 }
 
 interface Slot {
@@ -205,6 +303,21 @@ interface Slot {
   alive: boolean;
   finished: boolean;
   stateIn: boolean;
+  /** Waiting for a task (a split file's next range is not known yet). */
+  idle: boolean;
+}
+
+/** A unit of reading: a whole file, or a byte range of the one file being split. */
+interface Task {
+  obj: LakeObject;
+  range?: ScanRange;
+}
+
+/** What the calling thread learns reading a split file from its start. */
+interface SplitPass {
+  bytes: number;
+  sha256: string;
+  header: ResolvedHeader;
 }
 
 /**
@@ -220,19 +333,33 @@ export async function scanFilesParallel(
   const signal = opts.signal;
   if (signal?.aborted) throw new MkpiError('MKPI_INTERRUPTED', 'interrupted', { cause: signal.reason });
   const sd = streamDims(dims);
+  const local = opts.local;
+  const split = files.length === 1 && local?.readRange !== undefined && splittable(files[0], opts.splitMinBytes);
+  if (files.length === 1 && !split && local !== undefined) {
+    // One file that cannot be split (compressed, small, or a lake that cannot read a part of it): one reader, here.
+    const scan = await scanStreamFile(local, files[0], sd, state, { signal, rejects: opts.rejects, onRows: opts.onRows });
+    opts.onScan?.(scan);
+    return [scan];
+  }
   const spoolDir = opts.rejects ? mkdtempSync(join(opts.tmpDir ?? tmpdir(), 'musickpi-spool-')) : null;
   const init: WorkerInit = { lake: opts.lake, dims: streamDimsData(sd), spoolDir };
-  const count = Math.max(1, Math.min(opts.workers, files.length));
-  const scans = new Array<StreamScan | undefined>(files.length);
-  const spooled = new Array<number | undefined>(files.length);
+  const count = Math.max(1, split ? opts.workers : Math.min(opts.workers, files.length));
+  // Tasks: the files, or the ranges of the split file as its first pass finds them.
+  const tasks: Task[] = split ? [] : files.map((obj) => ({ obj }));
+  let tasksClosed = !split;
+  const scans = new Array<StreamScan | undefined>(split ? 0 : files.length);
+  const spooled = new Array<number | undefined>(split ? 0 : files.length);
   let delivered = 0;
-  let nextFile = 0;
-  let doneFiles = 0;
+  let nextTask = 0;
+  let doneTasks = 0;
   let statesIn = 0;
-  let mainDone = opts.local === undefined;
+  let mainDone = local === undefined;
+  let pass: SplitPass | undefined;
   const slots: Slot[] = [];
   // Stops the calling thread's own reading when anything fails.
   const stop = new AbortController();
+  /** Wakes the calling thread's reader when a task arrives. */
+  let wakeHere: (() => void) | undefined;
 
   let settle!: { resolve: () => void; reject: (e: unknown) => void };
   const finished = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
@@ -258,15 +385,25 @@ export async function scanFilesParallel(
     if (failure !== undefined) return;
     failure = err;
     stop.abort(err);
+    wakeHere?.();
     settle.reject(err);
   };
 
   const complete = () => {
-    if (statesIn === slots.length && mainDone && doneFiles === files.length) settle.resolve();
+    if (statesIn === slots.length && mainDone && tasksClosed && doneTasks === tasks.length) {
+      try {
+        if (split) finishSplit();
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      settle.resolve();
+    }
   };
 
   /** Hands on, in listing order, the scans and reject spools of every file done so far. */
   const deliver = () => {
+    if (split) return;
     while (delivered < files.length && spooled[delivered] !== undefined) {
       const n = spooled[delivered]!;
       if (spoolDir && opts.rejects) {
@@ -279,15 +416,85 @@ export async function scanFilesParallel(
     }
   };
 
+  /** The split file's scan from its ranges' (all done), and its rejects, in order, with absolute lines. */
+  const finishSplit = () => {
+    const obj = files[0];
+    let scan: StreamScan;
+    if (tasks.length === 1 && tasks[0].range === undefined) {
+      scan = scans[0]!;
+      if (spoolDir && opts.rejects) {
+        opts.rejects.appendSpool(spoolPath(spoolDir, 0), spooled[0]!);
+        rmSync(spoolPath(spoolDir, 0), { force: true });
+      }
+    } else {
+      const p = pass!;
+      const rejected = Object.fromEntries(Object.keys(scans[0]!.rejected).map((r) => [r, 0]));
+      scan = {
+        key: obj.key,
+        fingerprint: obj.fingerprint,
+        contentHash: p.sha256,
+        bytes: p.bytes,
+        rows: 0,
+        complete: 0,
+        reduced: 0,
+        rejected,
+        days: new Set<number>(),
+        duplicateHeaders: p.header.duplicates,
+      };
+      let lineOffset = 0;
+      for (let i = 0; i < tasks.length; i++) {
+        const r = scans[i]!;
+        if (r.schemaError) throw r.schemaError;
+        if (i < tasks.length - 1 && r.endedAtBoundary !== true) {
+          throw new MkpiError('MKPI_INTERNAL', `${obj.key}: byte range ${i} did not end at a record boundary`);
+        }
+        scan.rows += r.rows;
+        scan.complete += r.complete;
+        scan.reduced += r.reduced;
+        for (const [k, v] of Object.entries(r.rejected)) rejected[k] += v;
+        for (const d of r.days) scan.days.add(d);
+        if (spoolDir && opts.rejects) {
+          const path = spoolPath(spoolDir, i);
+          if (spooled[i]! > 0) replayRangeSpool(path, obj.key, lineOffset, opts.rejects);
+          rmSync(path, { force: true });
+        }
+        lineOffset += r.lineEndings ?? 0;
+      }
+    }
+    scans.length = 0;
+    scans.push(scan);
+    opts.onScan?.(scan);
+  };
+
+  const takeTask = (): number | undefined => (failure === undefined && nextTask < tasks.length ? nextTask++ : undefined);
+
   const dispatch = (slot: Slot) => {
     if (failure !== undefined) return;
-    if (nextFile < files.length) {
-      const index = nextFile++;
-      slot.worker.postMessage({ type: 'scan', index, obj: files[index] } satisfies ToWorker);
+    const index = takeTask();
+    if (index !== undefined) {
+      slot.idle = false;
+      const t = tasks[index];
+      slot.worker.postMessage({ type: 'scan', index, obj: t.obj, ...(t.range ? { range: t.range } : {}) } satisfies ToWorker);
+    } else if (!tasksClosed) {
+      slot.idle = true;
     } else if (!slot.finished) {
+      slot.idle = false;
       slot.finished = true;
       slot.worker.postMessage({ type: 'finish' } satisfies ToWorker);
     }
+  };
+
+  /** A new task, or the end of them: idle readers take it. */
+  const wake = () => {
+    for (const s of slots) if (s.idle && s.alive) dispatch(s);
+    wakeHere?.();
+  };
+
+  const taskDone = (index: number, scan: StreamScan, rejects: number) => {
+    scans[index] = scan;
+    spooled[index] = rejects;
+    doneTasks++;
+    deliver();
   };
 
   const onMessage = (slot: Slot, m: FromWorker) => {
@@ -298,11 +505,9 @@ export async function scanFilesParallel(
           opts.onRows?.(m.rows);
           break;
         case 'done':
-          scans[m.index] = fromScanData(m.scan);
-          spooled[m.index] = m.rejects;
-          doneFiles++;
-          deliver();
+          taskDone(m.index, fromScanData(m.scan), m.rejects);
           dispatch(slot);
+          complete();
           break;
         case 'error':
           fail(deserializeError(m.error));
@@ -323,19 +528,30 @@ export async function scanFilesParallel(
     }
   };
 
-  /** The calling thread as one more reader: takes the next file whenever it is free. */
+  /** The calling thread as one more reader: takes the next task whenever it is free. */
   const readHere = async (lake: Lake) => {
-    while (failure === undefined && nextFile < files.length) {
-      const index = nextFile++;
-      const spool = spoolDir === null ? undefined : new RejectSpool(spoolPath(spoolDir, index));
+    for (;;) {
+      if (failure !== undefined) return;
+      const index = takeTask();
+      if (index === undefined) {
+        if (tasksClosed) break;
+        await new Promise<void>((r) => (wakeHere = r));
+        wakeHere = undefined;
+        continue;
+      }
+      const t = tasks[index];
+      const path = spoolDir === null ? undefined : spoolPath(spoolDir, index);
+      const spool = path === undefined ? undefined : t.range ? new RangeSpool(path) : new RejectSpool(path);
       try {
-        const scan = await scanStreamFile(lake, files[index], sd, state, { signal: stop.signal, rejects: spool, onRows: opts.onRows });
+        const scan = await scanStreamFile(lake, t.obj, sd, state, {
+          signal: stop.signal,
+          rejects: spool,
+          onRows: opts.onRows,
+          range: t.range,
+        });
         spool?.close();
         if (failure !== undefined) return;
-        scans[index] = scan;
-        spooled[index] = spool?.count ?? 0;
-        doneFiles++;
-        deliver();
+        taskDone(index, scan, spool?.count ?? 0);
       } catch (err) {
         spool?.close();
         fail(err);
@@ -346,7 +562,72 @@ export async function scanFilesParallel(
     complete();
   };
 
+  /**
+   * The split file's first pass, in this thread: hashes it, resolves its header and finds a
+   * record boundary near every rangeBytes, queueing each range as soon as its end is known.
+   */
+  const firstPass = async (lake: Lake) => {
+    const obj = files[0];
+    const step = Math.max(1, opts.rangeBytes ?? DEFAULT_RANGE_BYTES);
+    const targets: number[] = [];
+    for (let t = step; t < obj.size; t += step) targets.push(t);
+    let header: ResolvedHeader | undefined;
+    let headerFailed = false;
+    let headerParser: CsvParser | undefined = new CsvParser((fields, _line, flag) => {
+      if (header !== undefined || headerFailed) return;
+      try {
+        header = resolveHeader(obj.key, flag === 0 ? fields : [], STREAM_COLUMNS);
+      } catch {
+        headerFailed = true; // the whole-file read reports it, exactly as one reader does
+      }
+    });
+    let start = 0;
+    const ranges: ScanRange[] = [];
+    const scanner = new RecordBoundaryScanner(targets, (boundary) => {
+      if (header === undefined) {
+        headerFailed = true; // no header before the first boundary: not worth being clever
+        return;
+      }
+      ranges.push({ start, end: boundary, ...(start > 0 ? { header } : {}) });
+      start = boundary;
+      if (!headerFailed) {
+        tasks.push({ obj, range: ranges[ranges.length - 1] });
+        wake();
+      }
+    });
+    const hash = createHash('sha256');
+    const source = await lake.read(obj.key, stop.signal);
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      // The header first: a boundary in this chunk needs it.
+      if (headerParser !== undefined) {
+        headerParser.write(chunk);
+        if (header !== undefined || headerFailed) headerParser = undefined;
+      }
+      if (!headerFailed) scanner.write(chunk);
+      if (headerFailed) break;
+    }
+    if (headerParser !== undefined && !headerFailed) {
+      headerParser.end();
+      if (header === undefined) headerFailed = true;
+    }
+    if (headerFailed) {
+      source.destroy();
+      // Read whole by one reader: only possible while no range was handed out.
+      if (tasks.length > 0) throw new MkpiError('MKPI_INTERNAL', `${obj.key}: header lost after ranges were handed out`);
+      tasks.push({ obj });
+    } else {
+      const bytes = scanner.bytes;
+      if (start < bytes || tasks.length === 0)
+        tasks.push({ obj, range: { start, end: Math.max(bytes, start + 1), ...(start > 0 ? { header } : {}) } });
+      pass = { bytes, sha256: hash.digest('hex'), header: header! };
+    }
+    tasksClosed = true;
+    wake();
+  };
+
   let here: Promise<void> | undefined;
+  let passDone: Promise<void> | undefined;
   const onAbort = () => fail(new MkpiError('MKPI_INTERRUPTED', 'interrupted', { cause: signal?.reason }));
   signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -354,7 +635,14 @@ export async function scanFilesParallel(
     for (let i = 0; i < count; i++) {
       const worker = startWorker(init);
       let markExited!: () => void;
-      const slot: Slot = { worker, exited: new Promise<void>((r) => (markExited = r)), alive: true, finished: false, stateIn: false };
+      const slot: Slot = {
+        worker,
+        exited: new Promise<void>((r) => (markExited = r)),
+        alive: true,
+        finished: false,
+        stateIn: false,
+        idle: false,
+      };
       slots.push(slot);
       worker.on('message', (m: FromWorker) => onMessage(slot, m));
       worker.on('error', (err) => fail(new MkpiError('MKPI_INTERNAL', `stream worker failed: ${err.message}`, { cause: err })));
@@ -371,7 +659,8 @@ export async function scanFilesParallel(
       });
       dispatch(slot);
     }
-    if (opts.local) here = readHere(opts.local);
+    if (split) passDone = firstPass(local).catch(fail);
+    if (local) here = (passDone ?? Promise.resolve()).then(() => readHere(local));
     await finished;
     return scans.map((s, i) => {
       if (s === undefined) throw new MkpiError('MKPI_INTERNAL', `no scan result for ${files[i].key}`);
@@ -383,6 +672,7 @@ export async function scanFilesParallel(
   } finally {
     signal?.removeEventListener('abort', onAbort);
     await stopAll(failure !== undefined);
+    await passDone;
     await here;
     if (spoolDir) rmSync(spoolDir, { recursive: true, force: true });
   }

@@ -38,6 +38,11 @@ export interface CsvParserOptions {
    * excluded). Longer records are scanned to their end without being kept, which bounds memory.
    */
   maxRecordChars?: number;
+  /**
+   * Whether a U+FEFF that starts the input is a byte order mark and dropped (default true). A
+   * parser that starts mid-file (a byte range of it, parallel-scan.ts) keeps it: there it is data.
+   */
+  bom?: boolean;
 }
 
 const LF = 10;
@@ -76,7 +81,7 @@ export class CsvParser {
   private readonly decoder = new TextDecoder('utf-8', { ignoreBOM: true });
   /** Bytes of a UTF-8 sequence cut by the chunk boundary. */
   private carry: Uint8Array | null = null;
-  private sawText = false;
+  private sawText: boolean;
   /** Text not yet consumed: the start of a quote-free line whose end has not arrived yet. */
   private tail = '';
   /** Physical line at the start of the unconsumed text. */
@@ -96,6 +101,21 @@ export class CsvParser {
   constructor(onRecord: RecordHandler, opts: CsvParserOptions = {}) {
     this.onRecord = onRecord;
     this.maxChars = opts.maxRecordChars ?? DEFAULT_MAX_RECORD_CHARS;
+    this.sawText = opts.bom === false;
+  }
+
+  /** Physical lines consumed so far (line endings seen); after end(), every line ending of the input. */
+  get lineEndings(): number {
+    return this.line - 1;
+  }
+
+  /**
+   * Whether the input so far ends exactly at a record boundary: no record half read, no text
+   * carried over. True after a line ending outside quotes; what a byte range's reader checks at
+   * its end, before end() (which would flush a half-read record).
+   */
+  get atRecordBoundary(): boolean {
+    return !this.inRecord && this.tail === '' && this.carry === null;
   }
 
   write(chunk: Uint8Array): void {
@@ -423,8 +443,9 @@ export async function parseCsv(
   source: Readable,
   onRecord: RecordHandler,
   opts: CsvParserOptions & { signal?: AbortSignal; hash?: boolean; gunzip?: boolean } = {},
-): Promise<{ bytes: number; sha256?: string }> {
+): Promise<ParseResult> {
   const parser = new CsvParser(onRecord, opts);
+  let atBoundary = true;
   const hash = opts.hash ? createHash('sha256') : undefined;
   const gunzip = opts.gunzip === true;
   let bytes = 0;
@@ -444,6 +465,7 @@ export async function parseCsv(
     },
     final(callback) {
       try {
+        atBoundary = parser.atRecordBoundary;
         parser.end();
       } catch (err) {
         callback(err as Error);
@@ -465,7 +487,128 @@ export async function parseCsv(
   } else {
     await pipeline(source, sink, { signal: opts.signal });
   }
-  return hash ? { bytes, sha256: hash.digest('hex') } : { bytes };
+  const counts = { bytes, lineEndings: parser.lineEndings, endedAtBoundary: atBoundary };
+  return hash ? { ...counts, sha256: hash.digest('hex') } : counts;
+}
+
+export interface ParseResult {
+  /** Bytes read from the source (stored bytes, for gzip). */
+  bytes: number;
+  sha256?: string;
+  /** Line endings of the (inflated) text: the physical lines of an input that ends with one. */
+  lineEndings: number;
+  /** Whether the input ended exactly at a record boundary (see CsvParser.atRecordBoundary). */
+  endedAtBoundary: boolean;
+}
+
+// States of RecordBoundaryScanner, on bytes: the parser's grammar reduced to what decides where
+// a record ends. Every byte the grammar reacts to (quote, comma, LF) is ASCII, and UTF-8 never
+// uses ASCII bytes inside a multi-byte sequence, nor does the decoder's U+FFFD replacement of
+// invalid bytes swallow one: so bytes and decoded text have the same boundaries. CR is
+// ordinary text to it (CR LF ends a record at the LF, a lone CR is data) as it is to the parser.
+const B_FIELD_START = 0;
+const B_UNQUOTED = 1;
+const B_QUOTED = 2;
+const B_QUOTE_SEEN = 3;
+const UTF8_BOM = [0xef, 0xbb, 0xbf];
+
+/**
+ * Finds record boundaries in a CSV byte stream without parsing it: for each target offset (in
+ * increasing order), the first offset at or after it where CsvParser, reading the stream from
+ * its start, would begin a new record (just after a line ending outside quotes). A parser started
+ * at such an offset (with `bom: false`) reads the rest exactly as the whole-stream parser does,
+ * which is what lets parallel-scan.ts split one file into byte ranges. Quote-free stretches are
+ * skipped with indexOf (memchr speed); quoted fields, including ones spanning lines and chunks,
+ * are followed exactly.
+ */
+export class RecordBoundaryScanner {
+  private state = B_FIELD_START;
+  /** Absolute offset of the next byte. */
+  private offset = 0;
+  /** Bytes of a leading BOM matched so far; -1 once past the start. */
+  private bom = 0;
+  private next = 0;
+
+  constructor(
+    private readonly targets: readonly number[],
+    private readonly onBoundary: (offset: number) => void,
+  ) {}
+
+  get bytes(): number {
+    return this.offset;
+  }
+
+  write(b: Uint8Array): void {
+    const n = b.length;
+    let i = 0;
+    if (this.bom >= 0) {
+      // The BOM the parser drops, possibly cut by chunk boundaries; a part of one is text.
+      while (i < n && this.bom < 3 && b[i] === UTF8_BOM[this.bom]) {
+        i++;
+        this.bom++;
+      }
+      if (this.bom === 3) this.bom = -1;
+      else if (i < n) {
+        if (this.bom > 0) this.state = B_UNQUOTED;
+        this.bom = -1;
+      }
+    }
+    while (i < n) {
+      const state = this.state;
+      if (state === B_QUOTED) {
+        const q = b.indexOf(QUOTE, i);
+        if (q < 0) {
+          i = n;
+          break;
+        }
+        this.state = B_QUOTE_SEEN;
+        i = q + 1;
+        continue;
+      }
+      if (state === B_QUOTE_SEEN) {
+        const c = b[i];
+        if (c === QUOTE) this.state = B_QUOTED;
+        else if (c === COMMA) this.state = B_FIELD_START;
+        else if (c === LF) this.recordEnd(this.offset + i);
+        else this.state = B_UNQUOTED;
+        i++;
+        continue;
+      }
+      // Outside quotes up to the next quote: every LF there ends a record.
+      let q = b.indexOf(QUOTE, i);
+      if (q < 0) q = n;
+      while (this.next < this.targets.length) {
+        const from = Math.max(i, this.targets[this.next] - 1 - this.offset);
+        if (from >= q) break;
+        const nl = b.indexOf(LF, from);
+        if (nl < 0 || nl >= q) break;
+        this.recordEnd(this.offset + nl);
+      }
+      if (q === n) {
+        const last = n > i ? b[n - 1] : -1;
+        if (last === COMMA || last === LF) this.state = B_FIELD_START;
+        else if (last !== -1) this.state = B_UNQUOTED;
+        i = n;
+        break;
+      }
+      // A quote opens a quoted field only at a field's start; elsewhere it is text.
+      const before = q > i ? b[q - 1] : -1;
+      const atStart = before === -1 ? this.state === B_FIELD_START : before === COMMA || before === LF;
+      this.state = atStart ? B_QUOTED : B_UNQUOTED;
+      i = q + 1;
+    }
+    this.offset += n;
+  }
+
+  /** A record ended with the LF at absolute offset `at`. */
+  private recordEnd(at: number): void {
+    this.state = B_FIELD_START;
+    const boundary = at + 1;
+    if (this.next < this.targets.length && boundary >= this.targets[this.next]) {
+      while (this.next < this.targets.length && this.targets[this.next] <= boundary) this.next++;
+      this.onBoundary(boundary);
+    }
+  }
 }
 
 /**

@@ -179,14 +179,23 @@ export interface KpiResult {
 export interface ResultOptions {
   /** Only these dates (epoch days) are produced; all when absent. */
   days?: ReadonlySet<number>;
-  /** Precomputed ordinal ranks (ordinalRanks(dims.artists / dims.trackIds)), to avoid re-sorting. */
+  /**
+   * Ordinal ranks (ordinalRanks(dims.artists / dims.trackIds)) to break ties with; without them
+   * the tied names are compared directly (same answer, no sort of the catalogue).
+   */
   artistRank?: Int32Array;
   trackRank?: Int32Array;
 }
 
 export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = {}): KpiResult {
-  const artistRank = opts.artistRank ?? ordinalRanks(dims.artists);
-  const trackRank = opts.trackRank ?? ordinalRanks(dims.trackIds);
+  // Ties are rare: without precomputed ranks, the two names are compared when one occurs, which
+  // saves sorting the whole catalogue on every run (~0.1 s at 114k tracks, seconds at 1M).
+  const artistRank = opts.artistRank;
+  const trackRank = opts.trackRank;
+  const artistBefore = (a: number, b: number): boolean =>
+    artistRank !== undefined ? artistRank[a] < artistRank[b] : compareCodePoints(dims.artists[a], dims.artists[b]) < 0;
+  const trackBefore = (a: number, b: number): boolean =>
+    trackRank !== undefined ? trackRank[a] < trackRank[b] : compareCodePoints(dims.trackIds[a], dims.trackIds[b]) < 0;
   const T = state.trackCount;
   const artistCount = new Float64Array(dims.artists.length);
   const touched = new Int32Array(dims.artists.length);
@@ -262,7 +271,7 @@ export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = 
       let best = -1;
       for (let i = 0; i < nTouched; i++) {
         const a = touched[i];
-        if (best < 0 || artistCount[a] > artistCount[best] || (artistCount[a] === artistCount[best] && artistRank[a] < artistRank[best])) {
+        if (best < 0 || artistCount[a] > artistCount[best] || (artistCount[a] === artistCount[best] && artistBefore(a, best))) {
           best = a;
         }
       }
@@ -298,7 +307,7 @@ export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = 
       genreCount[g] += c;
       genreDuration[g] += c * dims.trackDurationMs[t];
       const b = genreBest[g];
-      if (b < 0 || c > dayTracks[b] || (c === dayTracks[b] && trackRank[t] < trackRank[b])) genreBest[g] = t;
+      if (b < 0 || c > dayTracks[b] || (c === dayTracks[b] && trackBefore(t, b))) genreBest[g] = t;
     }
     const genreIdx: number[] = [];
     for (let g = 0; g < genreCount.length; g++) if (genreCount[g] > 0) genreIdx.push(g);

@@ -2,7 +2,7 @@
 // each record (validate.ts) and feeds complete rows to the reducers (reduce.ts).
 
 import type { Lake, LakeObject } from '../domain/lake.js';
-import { isCorruptGzip, parseCsv } from './parse.js';
+import { isCorruptGzip, parseCsv, type ParseResult } from './parse.js';
 import { isGzipKey } from '../domain/layout.js';
 import { MkpiError, isMkpiError } from '../domain/errors.js';
 import { addToHour, hourState, type HourState, type KpiState } from './reduce.js';
@@ -50,18 +50,33 @@ export interface ScanOptions {
   onRows?: (rows: number) => void;
 }
 
+/**
+ * A byte range of a plain stream file, read by one of several readers (parallel-scan.ts). `start`
+ * is a record boundary (RecordBoundaryScanner); a range that does not start the file gets the
+ * file's header, resolved by the caller, and its line numbers count from its own start.
+ */
+export interface ScanRange {
+  start: number;
+  end: number;
+  header?: ResolvedHeader;
+}
+
 async function readHeaderAndRows(
   lake: Lake,
   key: string,
   required: readonly string[],
-  opts: ScanOptions & { hash?: boolean },
+  opts: ScanOptions & { hash?: boolean; range?: ScanRange },
   onRow: (fields: string[], line: number, flag: number, header: ResolvedHeader) => void,
-): Promise<{ bytes: number; sha256?: string; header: ResolvedHeader }> {
-  let header: ResolvedHeader | undefined;
+): Promise<{ bytes: number; sha256?: string; header: ResolvedHeader; lineEndings: number; endedAtBoundary: boolean }> {
+  const range = opts.range;
+  let header: ResolvedHeader | undefined = range !== undefined && range.start > 0 ? range.header : undefined;
   let pending = 0;
   const gunzip = isGzipKey(key);
-  const source = await lake.read(key, opts.signal);
-  let read: { bytes: number; sha256?: string };
+  if (range !== undefined && (gunzip || lake.readRange === undefined || (range.start > 0 && header === undefined))) {
+    throw new MkpiError('MKPI_INTERNAL', `${key}: cannot read a byte range of it`);
+  }
+  const source = range === undefined ? await lake.read(key, opts.signal) : await lake.readRange!(key, range.start, range.end, opts.signal);
+  let read: ParseResult;
   try {
     read = await parseCsv(
       source,
@@ -76,7 +91,7 @@ async function readHeaderAndRows(
           pending = 0;
         }
       },
-      { signal: opts.signal, hash: opts.hash, gunzip },
+      { signal: opts.signal, hash: opts.hash, gunzip, bom: range === undefined || range.start === 0 },
     );
   } catch (err) {
     if (!(gunzip && isCorruptGzip(err))) throw err;
@@ -84,10 +99,10 @@ async function readHeaderAndRows(
     if (pending > 0) opts.onRows?.(pending);
     throw corruptGzip(key, err);
   }
-  const { bytes, sha256 } = read;
+  const { bytes, sha256, lineEndings, endedAtBoundary } = read;
   if (pending > 0) opts.onRows?.(pending);
   if (header === undefined) header = resolveHeader(key, null, required);
-  return { bytes, sha256, header };
+  return { bytes, sha256, header, lineEndings, endedAtBoundary };
 }
 
 /**
@@ -277,11 +292,20 @@ export interface StreamScan {
   days: Set<number>;
   duplicateHeaders: string[];
   schemaError?: MkpiError;
+  /** With a range: the line endings it held (what the next range's line numbers start after). */
+  lineEndings?: number;
+  /** With a range: whether it ended exactly at a record boundary (its end was a true split point). */
+  endedAtBoundary?: boolean;
 }
 
 export interface StreamScanOptions extends ScanOptions {
   /** Re-reading an already-loaded file for late-file recomputation: only these days feed the reducers. */
   dayFilter?: ReadonlySet<number>;
+  /**
+   * Only this byte range of the file (a plain one), not hashed: `contentHash` stays empty and
+   * `bytes` counts the range. Its caller hashes the file and puts the ranges' scans together.
+   */
+  range?: ScanRange;
 }
 
 /**
@@ -333,11 +357,11 @@ export async function scanStreamFile(
   };
   try {
     const check = newStreamRowCheck();
-    const { bytes, sha256, header } = await readHeaderAndRows(
+    const { bytes, sha256, header, lineEndings, endedAtBoundary } = await readHeaderAndRows(
       lake,
       key,
       STREAM_COLUMNS,
-      { ...opts, hash: true },
+      { ...opts, hash: opts.range === undefined },
       (fields, line, flag, h) => {
         rows++;
         const c = checkStreamRow(check, fields, flag, h, tracks, users);
@@ -365,6 +389,10 @@ export async function scanStreamFile(
     scan.bytes = bytes;
     scan.contentHash = sha256 ?? '';
     scan.duplicateHeaders = header.duplicates;
+    if (opts.range !== undefined) {
+      scan.lineEndings = lineEndings;
+      scan.endedAtBoundary = endedAtBoundary;
+    }
   } catch (err) {
     if (isMkpiError(err) && err.code === 'MKPI_SCHEMA') scan.schemaError = err;
     else throw err;

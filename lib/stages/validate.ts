@@ -225,14 +225,15 @@ export class DimensionsBuilder {
    * line of the earlier row that holds its track_id when it is a duplicate (and is left out).
    */
   addSong(s: Extract<SongCheck, { ok: true }>, line = 0): number | undefined {
-    const first = this.songIndex.get(s.trackId);
+    // Dimension strings live for the whole run: detach them from the parser's chunk text. First,
+    // so that the lookup and the insert hash the same string once (a copy hashes afresh).
+    const trackId = detachField(s.trackId);
+    const first = this.songIndex.get(trackId);
     if (first !== undefined) {
       this.duplicateSongs++;
       return this.songLine[first];
     }
     this.songLine.push(line);
-    // Dimension strings live for the whole run: detach them from the parser's chunk text.
-    const trackId = detachField(s.trackId);
     this.songIndex.set(trackId, this.trackIds.length);
     this.trackIds.push(trackId);
     let g = this.genreIndex.get(s.genre);
@@ -260,13 +261,14 @@ export class DimensionsBuilder {
 
   /** Adds a valid user row read at `line`; returns as addSong does. */
   addUser(u: Extract<UserCheck, { ok: true }>, line = 0): number | undefined {
-    const first = this.userIndex.get(u.userId);
+    const userId = detachField(u.userId);
+    const first = this.userIndex.get(userId);
     if (first !== undefined) {
       this.duplicateUsers++;
       return this.userLine[first];
     }
     this.userLine.push(line);
-    this.userIndex.set(detachField(u.userId), this.userAge.length);
+    this.userIndex.set(userId, this.userAge.length);
     this.userAge.push(u.ageGroup);
     return undefined;
   }

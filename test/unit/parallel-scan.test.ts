@@ -140,14 +140,17 @@ describe('parallel scan (worker threads)', function () {
     for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
   });
 
-  it('stays in the calling thread for one file, tiny inputs, or no lake spec', () => {
+  it('stays in the calling thread for one small or compressed file, tiny inputs, or no lake spec', () => {
     const f = (size: number, ext = 'csv') => ({ key: `streams/${size}.${ext}`, size, fingerprint: 'x' });
     const big = [f(20 << 20), f(20 << 20)];
     expect(plannedWorkers(undefined, big)).to.equal(0);
     expect(plannedWorkers({ workers: 2 }, big)).to.equal(0);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, big)).to.equal(2);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 8 }, big)).to.equal(2);
-    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(40 << 20)])).to.equal(0);
+    // One file has one reader, unless it is large and plain: then it is split into byte ranges (split-scan.test.ts).
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(20 << 20)])).to.equal(0);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(40 << 20, 'csv.gz')])).to.equal(0);
+    expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 }, [f(40 << 20)])).to.equal(2);
     // --workers 1 is one worker beside the main thread.
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 1 }, big)).to.equal(1);
     expect(plannedWorkers({ lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 0 }, big)).to.equal(0);

@@ -223,4 +223,28 @@ describe('reduce', () => {
   it('ranks names by code point', () => {
     expect([...ordinalRanks(['b', 'a', '\uFF21', '\u{1F600}'])]).to.deep.equal([1, 0, 2, 3]);
   });
+
+  it('breaks ties the same with precomputed ranks and without (names compared directly)', () => {
+    // Names whose UTF-16 and code point orders differ, many tied counts.
+    const names = ['b', 'a', '\uFF21', '\u{1F600}', 'ab', 'a\u{1F600}', '\uFFFF', 'Z'];
+    const songs: [string, string[], string, number][] = names.map((n, i) => [
+      `t${n}`,
+      [n, names[(i + 3) % names.length]],
+      `g${i % 2}`,
+      1000,
+    ]);
+    const d = dims(songs, [
+      ['u1', 0],
+      ['u2', 1],
+    ]);
+    const s = create(d.trackCount, d.userCount);
+    let x = 7;
+    for (let i = 0; i < 400; i++) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      add(s, hk('2024-01-01', x % 5), x % d.trackCount, (x >> 8) % 2, 0);
+    }
+    const plain = result(s, d);
+    const ranked = result(s, d, { artistRank: ordinalRanks(d.artists), trackRank: ordinalRanks(d.trackIds) });
+    expect(plain).to.deep.equal(ranked);
+  });
 });

@@ -166,7 +166,15 @@ export class LocalLake implements Lake {
     return out.sort((a, b) => compareKeys(a.key, b.key));
   }
 
-  async read(key: string, signal?: AbortSignal): Promise<Readable> {
+  read(key: string, signal?: AbortSignal): Promise<Readable> {
+    return this.open(key, signal);
+  }
+
+  readRange(key: string, start: number, end: number, signal?: AbortSignal): Promise<Readable> {
+    return this.open(key, signal, { start, end });
+  }
+
+  private async open(key: string, signal: AbortSignal | undefined, range?: { start: number; end: number }): Promise<Readable> {
     const file = this.pathOf(key);
     if (signal?.aborted) throw interrupted(signal, `read ${key}`);
     // Opening first turns "missing" into a rejected promise instead of a later stream error.
@@ -183,7 +191,9 @@ export class LocalLake implements Lake {
       await handle.close().catch(() => undefined);
       throw err instanceof MkpiError ? err : ioError(err, 'read', file);
     }
-    const stream = handle.createReadStream({ autoClose: true, highWaterMark: 256 * 1024 });
+    // createReadStream's `end` is inclusive (callers never ask for an empty range).
+    const bounds = range === undefined ? {} : { start: range.start, end: range.end - 1 };
+    const stream = handle.createReadStream({ autoClose: true, highWaterMark: 256 * 1024, ...bounds });
     if (signal) {
       const onAbort = (): void => {
         stream.destroy(interrupted(signal, `read ${key}`));

@@ -18,6 +18,6 @@ export async function reopenLake(uri: string, s3?: LakeConnectOptions): Promise<
   // The SDK's process warnings (its Node-version notice) are the main thread's to print, once:
   // drop this thread's default printer before loading it.
   process.removeAllListeners('warning');
-  const { openLake } = await import('./open.js');
-  return openLake(uri, s3);
+  const [{ openLakeWith }, { S3Lake }] = await Promise.all([import('./open.js'), import('./s3/s3-lake.js')]);
+  return openLakeWith(uri, s3 ?? {}, (opts) => new S3Lake(opts));
 }
