@@ -9,7 +9,7 @@ import { MkpiError, toMkpiError } from '../domain/errors.js';
 import { FileMatcher, filesToReread, repairTwins, listStreamFiles, locate, planPending, type PendingFile } from '../stages/plan.js';
 import { type LakeLayout } from '../domain/layout.js';
 import { loadDimensions, scanStreamFile, type StreamScan } from '../stages/scan.js';
-import { create, ordinalRanks, result, type KpiState } from '../stages/reduce.js';
+import { create, result, type KpiState } from '../stages/reduce.js';
 import { RejectSink, pruneRejectFolders } from '../stages/rejects.js';
 import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel, type ParallelOptions } from './parallel-scan.js';
 import { archiveLoaded, type ArchiveFault } from '../stages/archive.js';
@@ -315,9 +315,7 @@ const computeStep = step('compute', async (r) => {
   const allDates = new Set([...r.byTable.hourly, ...r.byTable.genre]);
   const days = new Set([...allDates].map(dateToDay));
   const dims = r.dims!;
-  r.result = await r.timer.stage('compute', () =>
-    Promise.resolve(result(r.state!, dims, { days, artistRank: ordinalRanks(dims.artists), trackRank: ordinalRanks(dims.trackIds) })),
-  );
+  r.result = await r.timer.stage('compute', () => Promise.resolve(result(r.state!, dims, { days })));
   for (const t of KPI_TABLES) r.report.datesRecomputed[t] = [...r.byTable[t]].sort();
 });
 
