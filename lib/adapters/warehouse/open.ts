@@ -4,7 +4,7 @@
 import { MkpiError, redact } from '../../domain/errors.js';
 import { startEmbedded } from './embedded/index.js';
 import { PostgresWarehouse, type PostgresWarehouseOptions } from './postgres/postgres-warehouse.js';
-import { quoteSchema } from './postgres/sql.js';
+import { quoteSchema } from './core/sql.js';
 import type { Warehouse } from '../../domain/warehouse.js';
 
 export interface OpenedWarehouse {
