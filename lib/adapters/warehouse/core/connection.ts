@@ -52,6 +52,8 @@ export interface SessionSetup {
   classify?: (err: unknown) => ErrorCode | undefined;
   /** Type parsers; default the shared TYPES. */
   types?: pg.CustomTypesConfig;
+  /** Tests only: builds the client (a fake that records the SQL it is sent). */
+  newClient?: (config: pg.ClientConfig) => pg.Client;
 }
 
 export class Connections implements ErrorTarget {
@@ -134,13 +136,14 @@ export class Connections implements ErrorTarget {
       credentials = await this.setup.credentials();
       if (credentials.password && !this.secrets.includes(credentials.password)) this.secrets.push(credentials.password);
     }
-    const client = new pg.Client({
+    const config: pg.ClientConfig = {
       ...this.baseConfig,
       ...credentials,
       types: this.setup.types ?? TYPES,
       application_name: application,
       keepAlive: true,
-    });
+    };
+    const client = this.setup.newClient ? this.setup.newClient(config) : new pg.Client(config);
     const conn: Conn = { client, dead: false };
     // Without a listener, a server-side termination while idle crashes the whole process.
     client.on('error', () => {
