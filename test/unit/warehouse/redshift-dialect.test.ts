@@ -358,6 +358,7 @@ describe('warehouse/redshift: URL and host', () => {
     assert.equal(parseRedshiftUrl('redshift://u@127.0.0.1:6000/dev?sslmode=disable').ssl, false);
     assert.deepEqual(parseRedshiftUrl('redshift://u@h/dev?sslmode=require').ssl, { rejectUnauthorized: true, servername: 'h' });
     assert.equal(parseRedshiftUrl('redshift://u@h/dev').port, 5439);
+    assert.deepEqual(parseRedshiftUrl('redshift://u@10.1.2.3/dev').ssl, { rejectUnauthorized: true });
     for (const bad of [
       'redshift://u@h',
       'redshift://u@h/dev?sslmode=prefer',

@@ -169,6 +169,28 @@ describe('warehouse/redshift: stage files', () => {
     );
   });
 
+  it('stage files that could not be removed after the load are tried again when the run lock is released', async () => {
+    const fake = new FakeRedshift().initialised();
+    const warnings: string[] = [];
+    const wh = warehouseOn(fake, { warn: (l) => warnings.push(l) });
+    const lock = await wh.acquireRunLock();
+    s3()
+      .on(DeleteObjectCommand)
+      .rejectsOnce(
+        Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } }),
+      )
+      .resolves({});
+    await wh.load(fullBatch());
+    assert.equal(warnings.filter((w) => /could not remove the stage file/.test(w)).length, 1);
+    const first = s3().commandCalls(DeleteObjectCommand)[0].args[0].input.Key;
+    await lock.release();
+    const tries = s3()
+      .commandCalls(DeleteObjectCommand)
+      .filter((c) => c.args[0].input.Key === first);
+    assert.equal(tries.length, 2);
+    await wh.close();
+  });
+
   it('a load removes its stage objects after a failure as after a commit, and writes nothing outside its directory', async () => {
     const fake = new FakeRedshift().initialised();
     fake.failWith = (s) =>

@@ -103,6 +103,8 @@ export class RedshiftWarehouse implements Warehouse {
   /** Names the stage directories of loads made without a lease (the lease's token otherwise). */
   private readonly instanceToken = newToken();
   private loads = 0;
+  /** Stage files a load could not remove: tried again when the run lock is released. */
+  private leftovers: string[] = [];
 
   constructor(connectionString: string, opts: RedshiftWarehouseOptions) {
     this.quoted = quoteSchema(opts.schema);
@@ -206,7 +208,20 @@ export class RedshiftWarehouse implements Warehouse {
   }
 
   async acquireRunLock(): Promise<RunLock> {
-    return this.lease.acquire();
+    const lock = await this.lease.acquire();
+    return {
+      release: async () => {
+        await this.removeLeftovers();
+        await lock.release();
+      },
+    };
+  }
+
+  private async removeLeftovers(): Promise<void> {
+    if (this.leftovers.length === 0) return;
+    const keys = this.leftovers;
+    this.leftovers = [];
+    this.leftovers = await this.staging.remove(keys, this.warn);
   }
 
   async readLedger(): Promise<LedgerEntry[]> {
@@ -303,7 +318,9 @@ export class RedshiftWarehouse implements Warehouse {
             `the load met a serializable conflict (attempt ${n.attempt}); running it again in ${(n.delayMs / 1000).toFixed(1)} s`,
           ),
       },
-      finish: () => this.staging.remove(keys, this.warn),
+      finish: async () => {
+        this.leftovers.push(...(await this.staging.remove(keys, this.warn)));
+      },
     };
   }
 
@@ -345,6 +362,7 @@ export class RedshiftWarehouse implements Warehouse {
       conn.dead = true;
       await conn.client.end().catch(() => undefined);
     }
+    await this.removeLeftovers();
     await this.lease.drop();
     await this.db.close();
   }

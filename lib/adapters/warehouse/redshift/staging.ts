@@ -207,15 +207,21 @@ export class Staging {
     return { manifestUrl: this.url(manifestKey), objects: urls.length };
   }
 
-  /** Deletes the keys; failures are told to `warn`, never thrown (the sweep of a later run removes what is left). */
-  async remove(keys: string[], warn?: (l: string) => void): Promise<void> {
+  /**
+   * Deletes the keys and returns those that could not be deleted; failures are told to `warn`,
+   * never thrown (a later attempt, or the sweep of a later run, removes what is left).
+   */
+  async remove(keys: readonly string[], warn?: (l: string) => void): Promise<string[]> {
+    const left: string[] = [];
     for (const key of keys) {
       try {
         await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
       } catch (err) {
+        left.push(key);
         warn?.(`could not remove the stage file ${this.url(key)}: ${this.fail(err, 'removing', key).message}`);
       }
     }
+    return left;
   }
 
   /**
@@ -250,7 +256,7 @@ export class Staging {
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
-    await this.remove(stale, opts.warn);
-    return stale.length;
+    const left = await this.remove(stale, opts.warn);
+    return stale.length - left.length;
   }
 }

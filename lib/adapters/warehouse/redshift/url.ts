@@ -3,6 +3,7 @@
 // application_name ever reaches the startup packet (Redshift refuses some parameters), and TLS
 // is on and verified unless sslmode=disable says otherwise.
 
+import { isIP } from 'node:net';
 import type pg from 'pg';
 import { MkpiError } from '../../../domain/errors.js';
 
@@ -76,7 +77,8 @@ export function parseRedshiftUrl(url: string, from = 'the warehouse URL'): Redsh
     sslmode = value;
   }
   // Redshift's certificates are publicly trusted: "require" is verified too, as pg does it.
-  const ssl: RedshiftUrl['ssl'] = sslmode === 'disable' ? false : { rejectUnauthorized: true, servername: host };
+  // SNI carries host names only (RFC 6066): an address is verified against the certificate without it.
+  const ssl: RedshiftUrl['ssl'] = sslmode === 'disable' ? false : { rejectUnauthorized: true, ...(isIP(host) ? {} : { servername: host }) };
   const who = user ? `${user}@` : '';
   return { host, port, user, password, database, ssl, description: `redshift://${who}${u.host}/${database}`, secrets };
 }
