@@ -172,14 +172,14 @@ describe('warehouse/redshift: the dialect (a fake server)', () => {
     await wh.close();
   });
 
-  it('COPY reads the manifest with the role, as CSV, gzip, NUL as NULL, no compression analysis or statistics', async () => {
+  it('COPY reads the manifest with the role, as CSV, gzip, NUL as NULL, no compression analysis or statistics, in the synopsis order', async () => {
     const fake = new FakeRedshift().initialised();
     const wh = warehouseOn(fake);
     await wh.load(fullBatch());
     const copy = fake.sql.find((s) => s.startsWith('COPY musickpi_stage_hourly'))!;
     assert.match(
       copy,
-      /^COPY musickpi_stage_hourly \(listen_date, listen_hour, unique_listeners, listen_counts, top_artist, avg_sessions_per_user, diversity_index, most_engaged_age_group\)\nFROM 's3:\/\/stage-bucket\/musickpi\/staging\/run-1-[0-9a-f]{16}-1\/hourly\.manifest'\nIAM_ROLE 'arn:aws:iam::123456789012:role\/redshift-copy'\nMANIFEST\nFORMAT AS CSV\nGZIP\nNULL AS '\\000'\nREGION 'eu-west-1'\nCOMPUPDATE OFF\nSTATUPDATE OFF$/,
+      /^COPY musickpi_stage_hourly \(listen_date, listen_hour, unique_listeners, listen_counts, top_artist, avg_sessions_per_user, diversity_index, most_engaged_age_group\)\nFROM 's3:\/\/stage-bucket\/musickpi\/staging\/run-1-[0-9a-f]{16}-1\/hourly\.manifest'\nIAM_ROLE 'arn:aws:iam::123456789012:role\/redshift-copy'\nFORMAT AS CSV\nMANIFEST\nGZIP\nNULL AS '\\000'\nREGION 'eu-west-1'\nCOMPUPDATE OFF\nSTATUPDATE OFF$/,
     );
     assert.match(copySql('s', ['a'], 's3://b/m', { iamRole: undefined }), /\nIAM_ROLE default\n/);
     assert.equal(checkIamRole(undefined), undefined);

@@ -40,8 +40,9 @@ export function copySql(stageTable: string, columns: readonly string[], manifest
     `COPY ${stageTable} (${columns.join(', ')})`,
     `FROM ${literal(manifestUrl)}`,
     opts.iamRole ? `IAM_ROLE ${literal(opts.iamRole)}` : 'IAM_ROLE default',
-    'MANIFEST',
+    // The synopsis' order: source, authorization, format, then the other parameters.
     'FORMAT AS CSV',
+    'MANIFEST',
     'GZIP',
     "NULL AS '\\000'",
     ...(opts.region ? [`REGION ${literal(opts.region)}`] : []),
