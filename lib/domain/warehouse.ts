@@ -27,8 +27,9 @@ export interface LoadBatch {
   retract?: { fileKey: string; fingerprint: string }[];
   /**
    * Called at each step of the load (the CLI's interruption checks and the tests' fault points
-   * go through it): 'mid-copy' inside the first COPY, once its first chunk has reached the
-   * server; 'staged' after every COPY; 'mid-merge' between the two tables' merges (or after the
+   * go through it): 'mid-copy' inside the staging, once its first rows are on their way
+   * (PostgreSQL: the first COPY chunk has reached the server; Redshift: the first stage object
+   * is stored in S3, before the COPY); 'staged' after every COPY; 'mid-merge' between the two tables' merges (or after the
    * only one); 'merged' after the ledger upsert; 'before-commit'; 'committed'. A throw before
    * 'committed' rolls the load back.
    */

@@ -1,10 +1,13 @@
 // Picks the warehouse a command talks to. Precedence, most explicit first:
 // --warehouse URL > DATABASE_URL > PG* variables > the embedded PostgreSQL of the home.
+// A URL is postgres:// or postgresql:// (PostgreSQL), or redshift:// (Amazon Redshift).
 
 import { MkpiError, redact } from '../../domain/errors.js';
 import { startEmbedded } from './embedded/index.js';
 import { PostgresWarehouse, type PostgresWarehouseOptions } from './postgres/postgres-warehouse.js';
-import { quoteSchema } from './postgres/sql.js';
+import { RedshiftWarehouse } from './redshift/redshift-warehouse.js';
+import { parseRedshiftUrl } from './redshift/url.js';
+import { quoteSchema } from './core/sql.js';
 import type { Warehouse } from '../../domain/warehouse.js';
 
 export interface OpenedWarehouse {
@@ -29,6 +32,23 @@ export interface OpenWarehouseOptions {
    * The embedded server is known to be up once started: it gets a single attempt.
    */
   connectRetryMs?: number;
+  /** Settings of a redshift:// warehouse; ignored for PostgreSQL. */
+  redshift?: RedshiftOpenOptions;
+}
+
+export interface RedshiftOpenOptions {
+  /** s3://bucket/prefix/ for the stage files and manifests (--staging, MUSICKPI_STAGING). Required. */
+  staging?: string;
+  /** The role ARN COPY reads the stage files with (--iam-role, MUSICKPI_IAM_ROLE); default the cluster's default role. */
+  iamRole?: string;
+  /** Temporary database credentials from IAM (--redshift-iam) instead of PGPASSWORD / ~/.pgpass. */
+  iam?: boolean;
+  /** The provisioned cluster for IAM credentials (--redshift-cluster-id); default the host's first label. */
+  clusterId?: string;
+  /** How to reach the staging bucket (--s3-endpoint, --s3-region, --s3-force-path-style). */
+  s3?: { endpoint?: string; region?: string; forcePathStyle?: boolean };
+  /** Shown to other runs as the holder of the run lock (the run id). */
+  runId?: string;
 }
 
 /** A server restart or failover usually completes within this. */
@@ -37,8 +57,12 @@ export const DEFAULT_CONNECT_RETRY_MS = 30_000;
 /** The variables libpq-style clients (and pg) take a connection from. */
 const PG_VARIABLES = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'] as const;
 
+function schemeOf(url: string): string | undefined {
+  return /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
+}
+
 function checkUrl(url: string, from: string): void {
-  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
+  const scheme = schemeOf(url);
   if (scheme === 'postgres' || scheme === 'postgresql') {
     try {
       new URL(url);
@@ -50,15 +74,34 @@ function checkUrl(url: string, from: string): void {
     }
     return;
   }
+  if (scheme === 'redshift') {
+    parseRedshiftUrl(url, from);
+    return;
+  }
   // The URL may hold a password: never echo it back.
   const shown = redact(url).replace(/[?#].*$/s, '');
-  if (scheme === 'redshift') {
-    throw new MkpiError('MKPI_CONFIG', `${from}: Redshift warehouses are not supported yet (${shown})`, {
-      hint: 'use a postgres:// or postgresql:// URL, or leave the warehouse unset for the embedded PostgreSQL',
+  throw new MkpiError('MKPI_CONFIG', `${from}: unsupported warehouse URL ${scheme ? `scheme "${scheme}"` : `"${shown}"`}`, {
+    hint: 'expected postgres://user@host:port/database, postgresql://… or redshift://user@host:5439/database',
+  });
+}
+
+function openRedshift(url: string, from: string, opts: OpenWarehouseOptions, retry: ReturnType<typeof retryOptions>): RedshiftWarehouse {
+  const rs = opts.redshift ?? {};
+  const staging = rs.staging?.trim();
+  if (!staging) {
+    throw new MkpiError('MKPI_CONFIG', `${from}: a Redshift warehouse loads through S3, and no staging location is set`, {
+      hint: 'give --staging s3://bucket/prefix/ (or MUSICKPI_STAGING); with a lake on S3 it defaults to _musickpi/staging/ under the lake root',
     });
   }
-  throw new MkpiError('MKPI_CONFIG', `${from}: unsupported warehouse URL ${scheme ? `scheme "${scheme}"` : `"${shown}"`}`, {
-    hint: 'expected postgres://user@host:port/database or postgresql://…',
+  return new RedshiftWarehouse(url, {
+    schema: opts.schema,
+    staging: { uri: staging, s3: rs.s3 },
+    iamRole: rs.iamRole,
+    iam: rs.iam ? { clusterId: rs.clusterId || undefined } : undefined,
+    env: opts.env,
+    runId: rs.runId,
+    warn: opts.warn,
+    ...retry,
   });
 }
 
@@ -89,7 +132,10 @@ export async function openWarehouse(opts: OpenWarehouseOptions): Promise<OpenedW
   const chosen = explicit ?? fromEnv;
   if (chosen) {
     checkUrl(chosen.url, chosen.from);
-    const warehouse = new PostgresWarehouse(chosen.url, { schema: opts.schema, ...retry });
+    const warehouse =
+      schemeOf(chosen.url) === 'redshift'
+        ? openRedshift(chosen.url, chosen.from, opts, retry)
+        : new PostgresWarehouse(chosen.url, { schema: opts.schema, ...retry });
     return { warehouse, embedded: false, stop: once(() => warehouse.close()) };
   }
 

@@ -4,14 +4,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { MkpiError } from '../../../lib/domain/errors.js';
-import { Connections } from '../../../lib/adapters/warehouse/postgres/connection.js';
-import {
-  classifyConnectFailure,
-  classifyPgError,
-  isMissingPasswordError,
-  toError,
-} from '../../../lib/adapters/warehouse/postgres/errors.js';
-import { backoffDelay, withRetry, type RetryClock } from '../../../lib/adapters/warehouse/postgres/retry.js';
+import { Connections } from '../../../lib/adapters/warehouse/core/connection.js';
+import { classifyConnectFailure, classifyPgError, isMissingPasswordError, toError } from '../../../lib/adapters/warehouse/core/errors.js';
+import { backoffDelay, withRetry, type RetryClock } from '../../../lib/adapters/warehouse/core/retry.js';
 
 function coded(code: string, message = 'x'): Error {
   return Object.assign(new Error(message), { code });

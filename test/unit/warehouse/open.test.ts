@@ -48,15 +48,54 @@ describe('warehouse/open (unit)', () => {
     }
   });
 
-  it('refuses other schemes, Redshift explicitly, without echoing a password', async () => {
-    const rs = await configError(openWarehouse({ warehouse: 'redshift://u:topsecret@cluster:5439/dev', env: {}, schema: 's', home }));
-    assert.match(rs.message, /not supported yet/);
-    assert.ok(!rs.message.includes('topsecret'));
+  it('refuses other schemes without echoing a password', async () => {
     for (const url of ['mysql://u:topsecret@h/db', 'http://h/db', 'localhost:5432', 'just words']) {
       const e = await configError(openWarehouse({ warehouse: url, env: {}, schema: 's', home }));
       assert.ok(!e.message.includes('topsecret'), e.message);
     }
     await configError(openWarehouse({ env: { DATABASE_URL: 'sqlite:///tmp/x.db' }, schema: 's', home }));
+  });
+
+  it('opens redshift:// from --warehouse or DATABASE_URL, with the staging location it needs', async () => {
+    const redshift = { staging: 's3://lake/_musickpi/staging/', iamRole: 'arn:aws:iam::123456789012:role/copy' };
+    const url = 'redshift://etl:topsecret@my-cluster.abc123.eu-west-1.redshift.amazonaws.com:5439/analytics';
+    const flag = await openWarehouse({ warehouse: url, env: {}, schema: 's', home, redshift });
+    assert.equal(flag.embedded, false);
+    assert.equal(flag.warehouse.description, 'redshift://etl@my-cluster.abc123.eu-west-1.redshift.amazonaws.com:5439/analytics');
+    await flag.stop();
+    const env = await openWarehouse({
+      env: { DATABASE_URL: 'redshift://etl@127.0.0.1:5439/dev?sslmode=disable' },
+      schema: 's',
+      home,
+      redshift,
+    });
+    assert.equal(env.warehouse.description, 'redshift://etl@127.0.0.1:5439/dev');
+    await env.stop();
+    // With IAM, the password comes from AWS, and the cluster may be named.
+    const iam = await openWarehouse({
+      warehouse: 'redshift://etl@10.0.0.1:5439/dev',
+      env: {},
+      schema: 's',
+      home,
+      redshift: { ...redshift, iam: true, clusterId: 'kpi' },
+    });
+    await iam.stop();
+  });
+
+  it('a Redshift URL without a staging location, or a bad one, is MKPI_CONFIG naming --staging; nothing echoes the password', async () => {
+    const url = 'redshift://etl:topsecret@cluster.abc.eu-west-1.redshift.amazonaws.com:5439/dev';
+    const none = await configError(openWarehouse({ warehouse: url, env: {}, schema: 's', home }));
+    assert.match(none.hint ?? '', /--staging s3:\/\/bucket\/prefix\//);
+    assert.ok(!`${none.message}${none.hint}`.includes('topsecret'));
+    await configError(openWarehouse({ warehouse: url, env: {}, schema: 's', home, redshift: { staging: '/tmp/local' } }));
+    await configError(
+      openWarehouse({ warehouse: url, env: {}, schema: 's', home, redshift: { staging: 's3://b/p/', iamRole: 'not-an-arn' } }),
+    );
+    const bad = await configError(openWarehouse({ warehouse: 'redshift://etl:top#secret@h/dev', env: {}, schema: 's', home }));
+    assert.ok(!bad.message.includes('secret'), bad.message);
+    await configError(
+      openWarehouse({ warehouse: 'redshift://etl@h/dev?sslmode=prefer', env: {}, schema: 's', home, redshift: { staging: 's3://b/p/' } }),
+    );
   });
 
   it('validates the schema before anything else', async () => {

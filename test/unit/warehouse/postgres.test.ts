@@ -3,14 +3,15 @@
 
 import assert from 'node:assert/strict';
 import { MkpiError } from '../../../lib/domain/errors.js';
-import { checkBatch } from '../../../lib/adapters/warehouse/postgres/batch.js';
-import { describeUrl } from '../../../lib/adapters/warehouse/postgres/connection.js';
-import { csvChunks, csvField, GENRE_COLUMNS, HOURLY_COLUMNS } from '../../../lib/adapters/warehouse/postgres/copy.js';
-import { classifyPgError, isConnectionLoss } from '../../../lib/adapters/warehouse/postgres/errors.js';
-import { mergeLedgerEntries } from '../../../lib/adapters/warehouse/postgres/ledger.js';
+import { checkBatch } from '../../../lib/adapters/warehouse/core/batch.js';
+import { describeUrl } from '../../../lib/adapters/warehouse/core/connection.js';
+import { classifyPgError, isConnectionLoss } from '../../../lib/adapters/warehouse/core/errors.js';
+import { GENRE_COLUMNS, HOURLY_COLUMNS } from '../../../lib/adapters/warehouse/core/kpi-columns.js';
+import { mergeLedgerEntries } from '../../../lib/adapters/warehouse/core/ledger.js';
+import { parseInt8, parseNumeric } from '../../../lib/adapters/warehouse/core/type-parsers.js';
+import { csvChunks, csvField } from '../../../lib/adapters/warehouse/postgres/copy.js';
 import { PostgresWarehouse } from '../../../lib/adapters/warehouse/postgres/postgres-warehouse.js';
 import { quoteSchema, renderSql } from '../../../lib/adapters/warehouse/postgres/sql.js';
-import { parseInt8, parseNumeric } from '../../../lib/adapters/warehouse/postgres/type-parsers.js';
 import type { HourlyRow } from '../../../lib/domain/kpi.js';
 
 function pgError(code: string, message = 'x'): Error {

@@ -17,26 +17,6 @@ export function csvField(value: unknown): string {
   return `"${s.replaceAll('"', '""')}"`;
 }
 
-export const HOURLY_COLUMNS = [
-  'listen_date',
-  'listen_hour',
-  'unique_listeners',
-  'listen_counts',
-  'top_artist',
-  'avg_sessions_per_user',
-  'diversity_index',
-  'most_engaged_age_group',
-] as const satisfies readonly (keyof HourlyRow)[];
-
-export const GENRE_COLUMNS = [
-  'listen_date',
-  'track_genre',
-  'listen_count',
-  'popularity_index',
-  'average_duration',
-  'most_popular_track_id',
-] as const satisfies readonly (keyof GenreRow)[];
-
 const CHUNK_CHARS = 64 * 1024;
 
 /** CSV text for COPY, in chunks big enough that per-chunk stream overhead does not matter. */

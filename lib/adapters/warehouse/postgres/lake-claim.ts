@@ -3,7 +3,7 @@
 
 import type pg from 'pg';
 import { MkpiError, redact } from '../../../domain/errors.js';
-import { errCode } from './errors.js';
+import { errCode } from '../core/errors.js';
 
 /**
  * Added after the first release, so init() creates it in older schemas too. The constant key

@@ -3,10 +3,10 @@
 
 import type pg from 'pg';
 import { MkpiError } from '../../../domain/errors.js';
-import { KPI_TABLES } from '../../../domain/kpi.js';
 import { type LedgerEntry } from '../../../domain/ledger.js';
 import { type LoadBatch } from '../../../domain/warehouse.js';
-import { errCode } from './errors.js';
+import { errCode } from '../core/errors.js';
+import { toLedgerEntries, type LedgerDateRow, type LedgerFileRow } from '../core/ledger.js';
 import { renderSql } from './sql.js';
 
 /** Ledger columns added after the first release, in the order they came; init() adds missing ones. */
@@ -15,31 +15,6 @@ export const ADDED_LEDGER_COLUMNS: Record<string, string> = {
   content_hash: 'TEXT',
   retracted_at: 'TIMESTAMPTZ',
 };
-
-function ledgerKey(fileKey: string, fingerprint: string): string {
-  return `${fileKey}\u0000${fingerprint}`;
-}
-
-/** ON CONFLICT DO UPDATE cannot touch one row twice in a statement: fold duplicates first. */
-export function mergeLedgerEntries(entries: LedgerEntry[]): LedgerEntry[] {
-  const map = new Map<string, LedgerEntry>();
-  for (const e of entries) {
-    const k = ledgerKey(e.fileKey, e.fingerprint);
-    const prev = map.get(k);
-    if (!prev) {
-      map.set(k, { ...e, dates: [...new Set(e.dates)], tables: [...new Set(e.tables)] });
-    } else {
-      map.set(k, {
-        ...e,
-        dates: [...new Set([...prev.dates, ...e.dates])],
-        tables: KPI_TABLES.filter((t) => prev.tables.includes(t) || e.tables.includes(t)),
-        archivedKey: e.archivedKey ?? prev.archivedKey,
-        contentHash: e.contentHash ?? prev.contentHash ?? null,
-      });
-    }
-  }
-  return [...map.values()];
-}
 
 /**
  * Columns added after the first release, for ledgers created before them. Checked first, so
@@ -62,21 +37,8 @@ export async function migrate(c: pg.Client, schema: string, quoted: string): Pro
 
 export async function readLedger(c: pg.Client, quoted: string): Promise<LedgerEntry[]> {
   // Two plain queries rather than array_agg: the same shape works on Redshift.
-  type FileRow = {
-    file_key: string;
-    fingerprint: string;
-    size: number;
-    rows: number;
-    run_id: string;
-    archived_key: string | null;
-    archived_fingerprint: string | null;
-    content_hash: string | null;
-    retracted_at: Date | string | null;
-    hourly_loaded: boolean;
-    genre_loaded: boolean;
-  };
   const select = (added: string) =>
-    c.query<FileRow>(
+    c.query<LedgerFileRow>(
       `SELECT file_key, fingerprint, size, rows, run_id, archived_key, ${added}, hourly_loaded, genre_loaded
              FROM ${quoted}.musickpi_ledger ORDER BY file_key, fingerprint`,
     );
@@ -90,31 +52,11 @@ export async function readLedger(c: pg.Client, quoted: string): Promise<LedgerEn
       );
     throw err;
   });
-  const dates = await c.query<{ file_key: string; fingerprint: string; listen_date: string }>(
+  const dates = await c.query<LedgerDateRow>(
     `SELECT file_key, fingerprint, listen_date
            FROM ${quoted}.musickpi_ledger_dates ORDER BY file_key, fingerprint, listen_date`,
   );
-  const byKey = new Map<string, string[]>();
-  for (const d of dates.rows) {
-    const k = ledgerKey(d.file_key, d.fingerprint);
-    let list = byKey.get(k);
-    if (!list) byKey.set(k, (list = []));
-    list.push(d.listen_date);
-  }
-  return files.rows.map((f) => ({
-    fileKey: f.file_key,
-    fingerprint: f.fingerprint,
-    size: Number(f.size),
-    rows: Number(f.rows),
-    dates: byKey.get(ledgerKey(f.file_key, f.fingerprint)) ?? [],
-    tables: KPI_TABLES.filter((t) => (t === 'hourly' ? f.hourly_loaded : f.genre_loaded)),
-    runId: f.run_id,
-    archivedKey: f.archived_key,
-    contentHash: f.content_hash,
-    // Present only once known (an archived copy whose fingerprint was recorded).
-    ...(f.archived_fingerprint !== null ? { archivedFingerprint: f.archived_fingerprint } : {}),
-    ...(f.retracted_at !== null ? { retractedAt: new Date(f.retracted_at).toISOString() } : {}),
-  }));
+  return toLedgerEntries(files.rows, dates.rows);
 }
 
 /** The ledger side of a load, inside its transaction: retired entries out, the batch's in. */

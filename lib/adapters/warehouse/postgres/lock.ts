@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { MkpiError } from '../../../domain/errors.js';
 import { type RunLock } from '../../../domain/warehouse.js';
-import { type Conn, type Connections } from './connection.js';
+import { type Conn, type Connections } from '../core/connection.js';
 
 const LOCK_APP = 'musickpi (run lock)';
 

@@ -1,30 +1,13 @@
 // The warehouse's tables: created by init(), and checked to be ours before anything is loaded.
 
 import type pg from 'pg';
-import { MkpiError } from '../../../domain/errors.js';
+import { checkColumns, KPI_EXPECTED_COLUMNS, type ActualColumn, type ExpectedColumns } from '../core/columns.js';
 import { lakeTableDdl } from './lake-claim.js';
 import { migrate } from './ledger.js';
 import { renderSql } from './sql.js';
 
-const EXPECTED_COLUMNS: Record<string, Record<string, string>> = {
-  hourly_kpis: {
-    listen_date: 'date',
-    listen_hour: 'integer',
-    unique_listeners: 'integer',
-    listen_counts: 'integer',
-    top_artist: 'character varying',
-    avg_sessions_per_user: 'double precision',
-    diversity_index: 'double precision',
-    most_engaged_age_group: 'character varying',
-  },
-  genre_level_kpis: {
-    listen_date: 'date',
-    track_genre: 'character varying',
-    listen_count: 'integer',
-    popularity_index: 'double precision',
-    average_duration: 'double precision',
-    most_popular_track_id: 'character varying',
-  },
+const EXPECTED_COLUMNS: ExpectedColumns = {
+  ...KPI_EXPECTED_COLUMNS,
   musickpi_ledger: {
     file_key: 'text',
     fingerprint: 'text',
@@ -77,7 +60,7 @@ export async function initSchema(c: pg.Client, schema: string, quoted: string): 
     await c.query(renderSql('init', schema));
     await migrate(c, schema, quoted);
     await c.query(lakeTableDdl(quoted));
-    await checkColumns(c, schema);
+    await checkTables(c, schema);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
@@ -86,27 +69,13 @@ export async function initSchema(c: pg.Client, schema: string, quoted: string): 
 }
 
 /** Tables made by an older tool under the same names would silently take wrong data. */
-async function checkColumns(c: pg.Client, schema: string): Promise<void> {
-  const r = await c.query<{ table_name: string; column_name: string; data_type: string }>(
+async function checkTables(c: pg.Client, schema: string): Promise<void> {
+  const r = await c.query<ActualColumn>(
     `SELECT table_name, column_name, data_type
          FROM information_schema.columns
         WHERE table_schema = $1 AND table_name = ANY($2::text[])
         ORDER BY table_name, ordinal_position`,
     [schema, Object.keys(EXPECTED_COLUMNS)],
   );
-  for (const [table, expected] of Object.entries(EXPECTED_COLUMNS)) {
-    const actual = r.rows.filter((x) => x.table_name === table);
-    const have = new Map(actual.map((x) => [x.column_name, x.data_type]));
-    const problems: string[] = [];
-    for (const [col, type] of Object.entries(expected)) {
-      const t = have.get(col);
-      if (t === undefined) problems.push(`missing column ${col}`);
-      else if (t !== type) problems.push(`column ${col} is ${t}, expected ${type}`);
-    }
-    if (problems.length > 0) {
-      throw new MkpiError('MKPI_CONFIG', `table ${schema}.${table} exists but differs: ${problems.join('; ')}`, {
-        hint: 'rename or drop the old table, or point musickpi at another schema',
-      });
-    }
-  }
+  checkColumns(r.rows, EXPECTED_COLUMNS, schema);
 }

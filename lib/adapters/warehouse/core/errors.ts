@@ -1,5 +1,6 @@
-// Failures talking to PostgreSQL, sorted into the MkpiError classes the CLI acts on, with
-// every secret of the connection scrubbed before a message leaves the adapter.
+// Failures talking to the warehouse (PostgreSQL, or Redshift through the same protocol), sorted
+// into the MkpiError classes the CLI acts on, with every secret of the connection scrubbed
+// before a message leaves the adapter.
 
 import { MkpiError, redact, type ErrorCode } from '../../../domain/errors.js';
 
@@ -119,6 +120,10 @@ function configHint(err: unknown, target: ErrorTarget): string {
 export interface ErrorTarget {
   readonly description: string;
   readonly secrets: readonly string[];
+  /** How the server is named in hints; default 'PostgreSQL'. */
+  readonly product?: string;
+  /** The dialect's own classification, tried before the shared one. */
+  readonly classify?: (err: unknown) => ErrorCode | undefined;
 }
 
 function scrub(text: string, secrets: readonly string[]): string {
@@ -130,7 +135,7 @@ function scrub(text: string, secrets: readonly string[]): string {
 /** Any failure → MkpiError with a scrubbed message; MkpiErrors pass through untouched. */
 export function toError(target: ErrorTarget, err: unknown, what: string, hint?: string): MkpiError {
   if (err instanceof MkpiError) return err;
-  const code = classifyPgError(err);
+  const code = target.classify?.(err) ?? classifyPgError(err);
   const sqlstate = errCode(err);
   const raw = errMessage(err);
   const message = scrub(raw, target.secrets);
@@ -142,7 +147,7 @@ export function toError(target: ErrorTarget, err: unknown, what: string, hint?: 
   switch (code) {
     case 'MKPI_WAREHOUSE_UNAVAILABLE':
       return new MkpiError(code, `warehouse ${target.description} unavailable while ${what}: ${message}${suffix}`, {
-        hint: hint ?? `check that PostgreSQL at ${target.description} is running and reachable, then run again`,
+        hint: hint ?? `check that ${target.product ?? 'PostgreSQL'} at ${target.description} is running and reachable, then run again`,
         cause,
         details,
       });

@@ -1,9 +1,10 @@
 // Connections to the warehouse: one shared, serialised connection for short work, and fresh
-// ones for whoever needs a session of its own (a load, the run lock).
+// ones for whoever needs a session of its own (a load, the run lock). Both dialects speak the
+// PostgreSQL wire protocol through pg; what differs per server is in SessionSetup.
 
 import os from 'node:os';
 import pg from 'pg';
-import { MkpiError, redact } from '../../../domain/errors.js';
+import { MkpiError, redact, type ErrorCode } from '../../../domain/errors.js';
 import { classifyConnectFailure, isConnectionLoss, toError, type ErrorTarget } from './errors.js';
 import { withRetry, type RetryClock, type RetryNotice } from './retry.js';
 import { TYPES } from './type-parsers.js';
@@ -32,10 +33,36 @@ export interface ConnectRetryNotice extends RetryNotice {
   error: MkpiError;
 }
 
+/** What a dialect adds to the plain PostgreSQL way of connecting. */
+export interface SessionSetup {
+  /** How the server is named in messages and hints; default 'PostgreSQL'. */
+  product?: string;
+  /** Replaces the description derived from the URL or the settings (never holds a secret). */
+  description?: string;
+  /** TLS settings; unset leaves them to pg (PostgreSQL: the URL's sslmode, or none). */
+  ssl?: pg.ClientConfig['ssl'];
+  /**
+   * Called just before each connection attempt, for credentials that expire (IAM temporary
+   * passwords); the password returned is scrubbed from every message from then on.
+   */
+  credentials?: () => Promise<{ user: string; password: string }>;
+  /** Run on every new session before it is used (session settings such as statement_timeout). */
+  onConnect?: (client: pg.Client) => Promise<void>;
+  /** Failures the dialect classifies itself, before the shared rules (undefined: no opinion). */
+  classify?: (err: unknown) => ErrorCode | undefined;
+  /** Type parsers; default the shared TYPES. */
+  types?: pg.CustomTypesConfig;
+  /** Tests only: builds the client (a fake that records the SQL it is sent). */
+  newClient?: (config: pg.ClientConfig) => pg.Client;
+}
+
 export class Connections implements ErrorTarget {
   readonly description: string;
   readonly secrets: string[];
+  readonly product: string;
+  readonly classify: ((err: unknown) => ErrorCode | undefined) | undefined;
   private readonly baseConfig: pg.ClientConfig;
+  private readonly setup: SessionSetup;
   private readonly connectTimeoutMs: number;
   private readonly retry: ConnectRetry;
   /** Aborted by close(): a retry loop waiting for a server stops waiting. */
@@ -49,9 +76,13 @@ export class Connections implements ErrorTarget {
     config: ConnectionConfig | undefined,
     connectTimeoutMs: number,
     retry: ConnectRetry = { totalMs: 0 },
+    setup: SessionSetup = {},
   ) {
     this.connectTimeoutMs = connectTimeoutMs;
     this.retry = retry;
+    this.setup = setup;
+    this.product = setup.product ?? 'PostgreSQL';
+    this.classify = setup.classify;
     this.secrets = [];
     if (connectionString) {
       const info = describeUrl(connectionString);
@@ -66,6 +97,8 @@ export class Connections implements ErrorTarget {
       const host = c.host ?? 'localhost';
       this.description = `postgresql://${user}@${host}:${c.port ?? 5432}/${c.database ?? user}`;
     }
+    if (setup.description) this.description = setup.description;
+    if (setup.ssl !== undefined) this.baseConfig.ssl = setup.ssl;
   }
 
   get closed(): boolean {
@@ -81,7 +114,8 @@ export class Connections implements ErrorTarget {
       totalMs: this.retry.totalMs,
       clock: this.retry.clock,
       signal: this.closing.signal,
-      isTransient: (err) => classifyConnectFailure(err) === 'transient',
+      // A dialect's own failure (fetching credentials) says itself whether it may heal.
+      isTransient: (err) => (err instanceof MkpiError ? err.details?.['retryable'] === true : classifyConnectFailure(err) === 'transient'),
       onRetry: this.retry.onRetry && ((n) => this.retry.onRetry?.({ ...n, error: this.connectError(n.error, what) })),
       giveUp: (err, attempts, elapsedMs) => {
         const e = this.connectError(err, what);
@@ -97,7 +131,19 @@ export class Connections implements ErrorTarget {
 
   private async connectOnce(application: string): Promise<Conn> {
     if (this.isClosed) throw new MkpiError('MKPI_INTERNAL', 'warehouse used after close()');
-    const client = new pg.Client({ ...this.baseConfig, types: TYPES, application_name: application, keepAlive: true });
+    let credentials: { user: string; password: string } | undefined;
+    if (this.setup.credentials) {
+      credentials = await this.setup.credentials();
+      if (credentials.password && !this.secrets.includes(credentials.password)) this.secrets.push(credentials.password);
+    }
+    const config: pg.ClientConfig = {
+      ...this.baseConfig,
+      ...credentials,
+      types: this.setup.types ?? TYPES,
+      application_name: application,
+      keepAlive: true,
+    };
+    const client = this.setup.newClient ? this.setup.newClient(config) : new pg.Client(config);
     const conn: Conn = { client, dead: false };
     // Without a listener, a server-side termination while idle crashes the whole process.
     client.on('error', () => {
@@ -121,6 +167,15 @@ export class Connections implements ErrorTarget {
     } finally {
       clearTimeout(timer);
     }
+    if (this.setup.onConnect) {
+      try {
+        await this.setup.onConnect(client);
+      } catch (err) {
+        conn.dead = true;
+        await client.end().catch(() => undefined);
+        throw err;
+      }
+    }
     return conn;
   }
 
@@ -130,7 +185,7 @@ export class Connections implements ErrorTarget {
     // connections", SQLSTATE 55000, and the like) is unavailable, not a bug of ours.
     if (e.code !== 'MKPI_INTERNAL' || err instanceof MkpiError) return e;
     return new MkpiError('MKPI_WAREHOUSE_UNAVAILABLE', e.message, {
-      hint: `check that PostgreSQL at ${this.description} accepts connections, then run again`,
+      hint: `check that ${this.product} at ${this.description} accepts connections, then run again`,
       cause: e.cause,
       details: e.details,
     });

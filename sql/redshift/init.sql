@@ -1,0 +1,63 @@
+-- musickpi warehouse DDL for Amazon Redshift. {{schema}} is replaced by a validated, quoted
+-- identifier. Each statement runs on its own (autocommit) and is idempotent; a concurrent init
+-- that wins a race makes ours fail once, and the retry then finds the table.
+--
+-- Redshift's VARCHAR(n) counts bytes, and TEXT would silently become VARCHAR(256): every string
+-- column is a VARCHAR wide enough for any value musickpi writes. A KPI string holds up to 255
+-- characters of any UTF-8 (4 bytes each at most: 1020 bytes); a file key whatever S3 allows
+-- (1024 bytes). The primary keys are declared for readers and tools; Redshift does not enforce
+-- them, and no statement of musickpi relies on them. No indexes: Redshift has none.
+
+CREATE TABLE IF NOT EXISTS {{schema}}.hourly_kpis (
+  listen_date            DATE          NOT NULL,
+  listen_hour            INT           NOT NULL,
+  unique_listeners       INT,
+  listen_counts          INT,
+  top_artist             VARCHAR(1020),
+  avg_sessions_per_user  FLOAT,
+  diversity_index        FLOAT,
+  most_engaged_age_group VARCHAR(1020),
+  PRIMARY KEY (listen_date, listen_hour)
+);
+
+CREATE TABLE IF NOT EXISTS {{schema}}.genre_level_kpis (
+  listen_date           DATE          NOT NULL,
+  track_genre           VARCHAR(1020) NOT NULL,
+  listen_count          INT,
+  popularity_index      FLOAT,
+  average_duration      FLOAT,
+  most_popular_track_id VARCHAR(1020),
+  PRIMARY KEY (listen_date, track_genre)
+);
+
+-- One row per stream file ever loaded (the same columns as on PostgreSQL).
+CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_ledger (
+  file_key             VARCHAR(1024) NOT NULL,
+  fingerprint          VARCHAR(256)  NOT NULL,
+  size                 BIGINT        NOT NULL,
+  rows                 BIGINT        NOT NULL,
+  run_id               VARCHAR(256)  NOT NULL,
+  loaded_at            TIMESTAMPTZ   NOT NULL,
+  archived_key         VARCHAR(1024),
+  hourly_loaded        BOOLEAN       NOT NULL DEFAULT FALSE,
+  genre_loaded         BOOLEAN       NOT NULL DEFAULT FALSE,
+  archived_fingerprint VARCHAR(256),
+  content_hash         VARCHAR(64),
+  retracted_at         TIMESTAMPTZ,
+  PRIMARY KEY (file_key, fingerprint)
+);
+
+CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_ledger_dates (
+  file_key    VARCHAR(1024) NOT NULL,
+  fingerprint VARCHAR(256)  NOT NULL,
+  listen_date DATE          NOT NULL,
+  PRIMARY KEY (file_key, fingerprint, listen_date)
+);
+
+-- Which lake the ledger belongs to: one row, kept so by a LOCK around every write.
+CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_lake (
+  id         BOOLEAN       NOT NULL,
+  lake       VARCHAR(4096) NOT NULL,
+  claimed_at TIMESTAMPTZ   NOT NULL,
+  PRIMARY KEY (id)
+);
