@@ -229,6 +229,10 @@ describe('Redshift stand-in', function () {
       const sql = 'SELECT GETDATE(), "MissingColumn" FROM pg_catalog.pg_class';
       const err = await expectError(client.query(sql), '42703', /column "missingcolumn" does not exist/);
       expect(Number(err.position)).to.equal(sql.indexOf('"MissingColumn"') + 1);
+      // In the second statement of a query string, counted from the string's start.
+      const two = `SELECT 1;\n  SELECT LISTAGG(relname, ',') WITHIN GROUP (ORDER BY relname), nope FROM pg_class`;
+      const err2 = await expectError(client.query(two), '42703');
+      expect(Number(err2.position)).to.equal(two.indexOf('nope') + 1);
     });
 
     it('bounds a LOCK wait with SET statement_timeout in integer milliseconds', async () => {
@@ -277,6 +281,33 @@ describe('Redshift stand-in', function () {
       });
       await expectError(waiting, '57014');
       await b.query('ROLLBACK');
+      await a.query('COMMIT');
+    });
+
+    it('ends the backend work of a client that goes away mid-statement', async () => {
+      const a = (await connect()).client;
+      const b = (await connect()).client;
+      const t = name('gone');
+      await a.query(`CREATE TABLE ${t} (id int)`);
+      await a.query('BEGIN');
+      await a.query(`LOCK ${t}`);
+      await b.query('BEGIN');
+      const { processID } = b as unknown as { processID: number };
+      b.query(`LOCK ${t}`).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 200));
+      (b as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+      const direct = new pg.Client({ connectionString: testDatabaseUrl() });
+      await direct.connect();
+      try {
+        let alive = 1;
+        for (let i = 0; i < 50 && alive > 0; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          alive = (await direct.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [processID])).rows[0].n;
+        }
+        expect(alive).to.equal(0);
+      } finally {
+        await direct.end();
+      }
       await a.query('COMMIT');
     });
 
@@ -446,7 +477,7 @@ describe('Redshift stand-in', function () {
       `INSERT INTO ${t} (id, name, ts) VALUES (1, 'a', GETDATE())`,
       `INSERT INTO ${t} (id, name, ts) VALUES (2, 'b', SYSDATE)`,
       `SELECT LISTAGG(name, ',') WITHIN GROUP (ORDER BY name) FROM ${t}`,
-      `SELECT LISTAGG(DISTINCT name, '|') FROM ${t}`,
+      `SELECT LISTAGG(DISTINCT name, '|') WITHIN GROUP (ORDER BY name) FROM ${t}`,
       `DELETE FROM ${t} USING ${u} WHERE ${t}.id = ${u}.id`,
       `DELETE ${t} WHERE id = 99`,
       `UPDATE ${t} SET name = 'z' FROM ${u} WHERE ${t}.id = ${u}.id`,
@@ -634,6 +665,23 @@ describe('Redshift stand-in', function () {
         { column_name: 'content_hash', n: 8 },
         { column_name: 'note', n: 256 },
       ]);
+    });
+
+    it('CREATE TABLE #name makes a temporary table, named #name in every statement', async () => {
+      const t = name('hash');
+      await c.query(`CREATE TABLE ${t} (k VARCHAR(4), v INT)`);
+      await c.query(`CREATE TABLE #${t}_stage (LIKE ${t})`);
+      await s3.putObject(BUCKET, `${t}/f.csv`, 'a,1\n');
+      await c.query(`COPY #${t}_stage FROM 's3://${BUCKET}/${t}/f.csv' ${ROLE} FORMAT AS CSV`);
+      await c.query(`INSERT INTO ${t} SELECT * FROM #${t}_stage`);
+      expect(await rows(c, `SELECT k, v FROM #${t}_stage`)).to.deep.equal([{ k: 'a', v: 1 }]);
+      const other = (await connect()).client;
+      await expectError(other.query(`SELECT * FROM #${t}_stage`), '42P01');
+      expect(await rows(other, `SELECT k FROM ${t}`)).to.deep.equal([{ k: 'a' }]);
+    });
+
+    it('version() says Redshift', async () => {
+      expect((await rows<{ v: string }>(c, 'SELECT version() AS v'))[0].v).to.match(/^PostgreSQL 8\.0\.2 .*Redshift 1\.0\.\d+$/);
     });
 
     it('LISTAGG becomes string_agg, ordered by WITHIN GROUP', async () => {

@@ -122,7 +122,9 @@ export function tokenize(sql: string): Token[] {
       push('number', start, i);
       continue;
     }
-    if (IDENT_START.test(c)) {
+    // A leading # names a temporary table on Redshift (#stage).
+    if (IDENT_START.test(c) || (c === '#' && IDENT_START.test(sql[i + 1] ?? ''))) {
+      i++;
       while (i < n && IDENT_PART.test(sql[i])) i++;
       push('word', start, i);
       continue;
@@ -143,20 +145,30 @@ export function tokenize(sql: string): Token[] {
   return out;
 }
 
+export interface Statement {
+  /** The statement's text, without surrounding whitespace and comments. */
+  text: string;
+  /** Its tokens, with offsets into `text`. */
+  tokens: Token[];
+  /** Where `text` starts in the query string. */
+  offset: number;
+}
+
 /** Statements of a query string, split on top-level semicolons; empty ones are dropped. */
-export function splitStatements(sql: string): { text: string; tokens: Token[] }[] {
+export function splitStatements(sql: string): Statement[] {
   const tokens = tokenize(sql);
-  const out: { text: string; tokens: Token[] }[] = [];
+  const out: Statement[] = [];
   let startIdx = 0;
   const flush = (endIdx: number) => {
-    const slice = tokens.slice(startIdx, endIdx);
-    if (slice.some((t) => t.type !== 'ws')) {
-      const from = slice[0].start;
-      const last = slice[slice.length - 1];
-      const text = sql.slice(from, last.start + last.text.length);
-      // Re-base offsets so they index into the statement's own text.
-      out.push({ text, tokens: slice.map((t) => ({ ...t, start: t.start - from })) });
-    }
+    let a = startIdx;
+    let b = endIdx;
+    while (a < b && tokens[a].type === 'ws') a++;
+    while (b > a && tokens[b - 1].type === 'ws') b--;
+    if (a === b) return;
+    const from = tokens[a].start;
+    const last = tokens[b - 1];
+    const text = sql.slice(from, last.start + last.text.length);
+    out.push({ text, tokens: tokens.slice(a, b).map((t) => ({ ...t, start: t.start - from })), offset: from });
   };
   tokens.forEach((t, idx) => {
     if (t.type === 'op' && t.text === ';') {
@@ -165,18 +177,7 @@ export function splitStatements(sql: string): { text: string; tokens: Token[] }[
     }
   });
   flush(tokens.length);
-  return out.map((s) => trimStatement(s));
-}
-
-function trimStatement(s: { text: string; tokens: Token[] }): { text: string; tokens: Token[] } {
-  let a = 0;
-  let b = s.tokens.length;
-  while (a < b && s.tokens[a].type === 'ws') a++;
-  while (b > a && s.tokens[b - 1].type === 'ws') b--;
-  const tokens = s.tokens.slice(a, b);
-  const from = tokens[0].start;
-  const last = tokens[tokens.length - 1];
-  return { text: s.text.slice(from, last.start + last.text.length), tokens: tokens.map((t) => ({ ...t, start: t.start - from })) };
+  return out;
 }
 
 /** The significant tokens (no whitespace or comments). */

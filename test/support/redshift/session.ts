@@ -9,7 +9,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
 
 import { CopyFailure, parseCopy, runCopy, type CopyCommand, type LoadError } from './copy.js';
-import { isWord, LexError, quoteIdent, significant, splitStatements, type Token } from './lexer.js';
+import { isWord, LexError, quoteIdent, significant, splitStatements, type Statement } from './lexer.js';
 import { checkStatement, MAX_STATEMENT_BYTES, type Refusal } from './rules.js';
 import { CHAR_CHECK_PREFIX, planStatement, VARCHAR_CHECK_PREFIX, type PositionMap } from './translate.js';
 import * as wire from './wire.js';
@@ -80,10 +80,7 @@ export class ClientError extends Error {
   }
 }
 
-interface PreparedStatement {
-  text: string;
-  tokens: Token[];
-}
+type PreparedStatement = Statement;
 
 interface Portal {
   statement: PreparedStatement;
@@ -115,6 +112,8 @@ export class Session {
   /** ReadyForQuery messages seen from the backend, and who waits for the next ones. */
   private readySeen = 0;
   private readyWaiters: { n: number; resolve: () => void }[] = [];
+  /** Backend queries in flight. */
+  private busy = 0;
   private rowDescription = false;
   private lastCopyId = -1;
   private lastCopyCount = -1;
@@ -181,6 +180,12 @@ export class Session {
     this.shared.sessions.delete(this);
     const b = this.backend;
     this.backend = undefined;
+    // A client gone mid-statement (killed, say): end the backend's work now, as a server notices a
+    // closed connection, rather than when a lock wait or long statement finishes.
+    if (b && this.busy > 0 && this.pid && this.database) {
+      const side = await this.shared.side(this.database).catch(() => undefined);
+      await side?.query('SELECT pg_terminate_backend($1)', [this.pid]).catch(() => undefined);
+    }
     if (b) await b.end().catch(() => undefined);
     if (!this.socket.destroyed) this.socket.destroy();
   }
@@ -320,7 +325,7 @@ export class Session {
   }
 
   private async simpleQuery(sql: string): Promise<void> {
-    let stmts: { text: string; tokens: Token[] }[];
+    let stmts: Statement[];
     try {
       stmts = splitStatements(sql);
     } catch (err) {
@@ -346,7 +351,7 @@ export class Session {
       }
       for (const s of stmts) {
         this.shared.statements.push(s.text);
-        const r = await this.runStatement(s.text, s.tokens, undefined, multi);
+        const r = await this.runStatement(s, undefined, multi);
         this.sendResult(r, true, 0);
       }
       if (wrap) {
@@ -365,7 +370,7 @@ export class Session {
   private async extended(m: wire.FrontendMessage): Promise<void> {
     switch (m.type) {
       case 'Parse': {
-        let stmts: { text: string; tokens: Token[] }[];
+        let stmts: Statement[];
         try {
           stmts = splitStatements(m.sql);
         } catch (err) {
@@ -374,7 +379,7 @@ export class Session {
         }
         if (stmts.length > 1)
           throw new ClientError({ severity: 'ERROR', code: '42601', message: 'cannot insert multiple commands into a prepared statement' });
-        const s = stmts[0] ?? { text: '', tokens: [] };
+        const s = stmts[0] ?? { text: '', tokens: [], offset: 0 };
         this.shared.statements.push(s.text);
         this.statementsByName.set(m.name, s);
         this.write(wire.parseComplete());
@@ -410,14 +415,14 @@ export class Session {
           });
         }
         const portal = this.portal(m.name);
-        portal.result ??= await this.runStatement(portal.statement.text, portal.statement.tokens, portal.params, false);
+        portal.result ??= await this.runStatement(portal.statement, portal.params, false);
         if (portal.result.fields) this.write(wire.rowDescription(portal.result.fields));
         else this.write(wire.noData());
         return;
       }
       case 'Execute': {
         const portal = this.portal(m.portal);
-        portal.result ??= await this.runStatement(portal.statement.text, portal.statement.tokens, portal.params, false);
+        portal.result ??= await this.runStatement(portal.statement, portal.params, false);
         const r = portal.result;
         const remaining = r.rows.length - portal.sent;
         const n = m.maxRows > 0 ? Math.min(m.maxRows, remaining) : remaining;
@@ -473,12 +478,8 @@ export class Session {
 
   // ---- statements -------------------------------------------------------------------------------
 
-  private async runStatement(
-    text: string,
-    tokens: Token[],
-    params: (string | Buffer | null)[] | undefined,
-    multi: boolean,
-  ): Promise<Result> {
+  private async runStatement(stmt: Statement, params: (string | Buffer | null)[] | undefined, multi: boolean): Promise<Result> {
+    const { text, tokens } = stmt;
     if (tokens.length === 0) return { rows: [], tag: '', empty: true };
     const bytes = Buffer.byteLength(text);
     if (bytes > MAX_STATEMENT_BYTES) {
@@ -515,7 +516,7 @@ export class Session {
       case 'exec': {
         if ((word === 'COMMIT' || word === 'END') && this.status === 'T' && this.locked && this.shared.faults.failCommits > 0)
           return this.injectConflict();
-        const r = await this.backendQuery(plan.sql, params, plan.map);
+        const r = await this.backendQuery(plan.sql, params, { map: plan.map, offset: stmt.offset });
         if (plan.lockTables) {
           this.locked = true;
           this.lockedTables.push(...plan.lockTables);
@@ -530,7 +531,11 @@ export class Session {
     }
   }
 
-  private async backendQuery(sql: string, params?: (string | Buffer | null)[], map?: PositionMap): Promise<Result> {
+  private async backendQuery(
+    sql: string,
+    params?: (string | Buffer | null)[],
+    map?: { map: PositionMap; offset: number },
+  ): Promise<Result> {
     this.tags = [];
     this.rowDescription = false;
     try {
@@ -561,7 +566,7 @@ export class Session {
   }
 
   /** A backend error as the client sees it: positions mapped back, byte-length checks as Redshift's errors. */
-  private clientErrorFrom(err: unknown, map?: PositionMap): unknown {
+  private clientErrorFrom(err: unknown, map?: { map: PositionMap; offset: number }): unknown {
     const e = err as pg.DatabaseError;
     if (typeof e.code !== 'string' || typeof e.severity !== 'string') return err;
     const fields: wire.ErrorFields = {
@@ -570,7 +575,7 @@ export class Session {
       message: e.message,
       ...(e.detail ? { detail: e.detail } : {}),
       ...(e.hint ? { hint: e.hint } : {}),
-      ...(e.position && map ? { position: map.source(Number(e.position)) } : {}),
+      ...(e.position && map ? { position: map.offset + map.map.source(Number(e.position)) } : {}),
       ...(e.where ? { where: e.where } : {}),
       ...(e.schema ? { schema: e.schema } : {}),
       ...(e.table ? { table: e.table } : {}),
@@ -615,6 +620,7 @@ export class Session {
     const backend = this.backend;
     if (!backend) throw new ClientError({ severity: 'FATAL', code: '57P01', message: 'the session is closed' });
     const n = this.readySeen + 1;
+    this.busy++;
     try {
       return await (typeof config === 'string' ? backend.query<R>(config, values) : backend.query<R>(config as pg.QueryConfig));
     } catch (err) {
@@ -626,6 +632,8 @@ export class Session {
         });
       }
       throw err;
+    } finally {
+      this.busy--;
     }
   }
 

@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 
-import { identName, isIdent, isOp, isWord, matchParen, quoteIdent, significant, type Token } from './lexer.js';
+import { identName, isIdent, isOp, isWord, matchParen, quoteIdent, quoteLiteral, significant, type Token } from './lexer.js';
 import { FORWARDED_PARAMETERS, notEmulated, referencedRelations, unsupported, type Refusal } from './rules.js';
 
 /** Values a statement may refer to that live in the session. */
@@ -79,6 +79,10 @@ function matchParenFull(tokens: Token[], open: number): number {
 
 const LOAD_ERROR_TABLES = new Set(['SYS_LOAD_ERROR_DETAIL', 'STL_LOAD_ERRORS']);
 
+/** What version() says on Redshift (a loader may detect Redshift by it). */
+export const REDSHIFT_VERSION =
+  'PostgreSQL 8.0.2 on i686-pc-linux-gnu, compiled by GCC gcc (GCC) 3.4.2 20041017 (Red Hat 3.4.2-6.fc3), Redshift 1.0.77467';
+
 /** Emits tokens[from, to) with the expression-level rewrites. */
 export function emitTokens(tokens: Token[], from: number, to: number, out: PositionMap, vals: SessionValues): void {
   let prevSig: Token | undefined;
@@ -94,8 +98,8 @@ export function emitTokens(tokens: Token[], from: number, to: number, out: Posit
     const afterDot = isOp(prevSig, '.');
     let consumedTo = i;
     let emitted = false;
-    if (t.type === 'qident') {
-      // downcase_delimited_identifier is on by default: "Foo" names foo.
+    if (t.type === 'qident' || (t.type === 'word' && t.text.startsWith('#'))) {
+      // downcase_delimited_identifier is on by default: "Foo" names foo. #name is a plain (temporary) table name.
       out.add(quoteIdent(identName(t)), t.start, t.text.length);
       emitted = true;
     } else if (t.type === 'word' && !afterDot) {
@@ -113,6 +117,13 @@ export function emitTokens(tokens: Token[], from: number, to: number, out: Posit
         case 'SYSDATE':
           if (!isOp(next, '(')) {
             out.add('localtimestamp', t.start, t.text.length);
+            emitted = true;
+          }
+          break;
+        case 'VERSION':
+          if (emptyCall) {
+            out.add(quoteLiteral(REDSHIFT_VERSION), t.start, t.text.length);
+            consumedTo = closeOfEmpty;
             emitted = true;
           }
           break;
@@ -300,13 +311,15 @@ function emitListagg(tokens: Token[], at: number, open: number, to: number, out:
   const b1 = args[0][1];
   let a1 = args[0][0];
   const firstSig = nextSig(tokens, a1 - 1, b1);
-  if (isWord(tokens[firstSig], 'DISTINCT')) {
+  // With DISTINCT, PostgreSQL wants ORDER BY to repeat the argument exactly: no cast then.
+  const distinct = isWord(tokens[firstSig], 'DISTINCT');
+  if (distinct) {
     out.add('DISTINCT ', tokens[firstSig].start);
     a1 = firstSig + 1;
   }
-  out.add('(', tokens[a1]?.start ?? 0);
+  out.add(distinct ? '' : '(', tokens[a1]?.start ?? 0);
   emitTokens(tokens, a1, b1, out, vals);
-  out.add(')::text, ', tokens[b1].start);
+  out.add(distinct ? ', ' : ')::text, ', tokens[b1].start);
   if (args[1]) emitTokens(tokens, args[1][0], args[1][1], out, vals);
   else out.add("''", tokens[close].start);
   if (orderBy) {
@@ -713,11 +726,16 @@ function planCreateTable(tokens: Token[], vals: SessionValues): Plan | undefined
   const sig = v.sig;
   let i = 1;
   if (isWord(sig[i], 'LOCAL')) i++;
-  if (isWord(sig[i], 'TEMP', 'TEMPORARY')) i++;
+  let temp = false;
+  if (isWord(sig[i], 'TEMP', 'TEMPORARY')) {
+    temp = true;
+    i++;
+  }
   if (!isWord(sig[i], 'TABLE')) return undefined;
   i++;
   if (isWord(sig[i], 'IF') && isWord(sig[i + 1], 'NOT') && isWord(sig[i + 2], 'EXISTS')) i += 3;
   if (!isIdent(sig[i])) return undefined;
+  const hashTemp = !temp && sig[i].text.startsWith('#');
   const parts = [identName(sig[i])];
   i++;
   while (isOp(sig[i], '.') && isIdent(sig[i + 1])) {
@@ -727,7 +745,12 @@ function planCreateTable(tokens: Token[], vals: SessionValues): Plan | undefined
   const table = parts.map(quoteIdent).join('.');
   const out = new PositionMap();
   try {
-    emitSig(v, 0, i, out, vals);
+    if (hashTemp) {
+      // CREATE TABLE #name is a temporary table.
+      emitSig(v, 0, 1, out, vals);
+      out.add(' TEMP ', sig[1].start, 0);
+      emitSig(v, 1, i, out, vals);
+    } else emitSig(v, 0, i, out, vals);
     if (!isOp(sig[i], '(')) {
       // CREATE TABLE t [attributes] AS query
       const attrsEnd = skipTableAttributes(sig, i, sig.length);
