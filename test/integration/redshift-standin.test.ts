@@ -438,6 +438,10 @@ describe('Redshift stand-in', function () {
       await expectRefused(tracked.client, `TRUNCATE ${t}`, /TRUNCATE inside a transaction block/);
       expect(tracked.status()).to.equal('E');
       await tracked.client.query('ROLLBACK');
+      // A multi-statement query is one transaction block as well.
+      const before = rs.refused.length;
+      await expectError(tracked.client.query(`DELETE FROM ${t}; TRUNCATE ${t}`), '0A000', /TRUNCATE inside a transaction block/);
+      expect(rs.refused.slice(before).map((r) => r.sql)).to.deep.equal([`TRUNCATE ${t}`]);
       await tracked.client.query(`TRUNCATE ${t}`);
     });
 
@@ -976,7 +980,7 @@ describe('Redshift stand-in', function () {
         [',a,1,2024-01-01\n', { error_code: 1213, error_message: 'Missing data for not-null field' }],
         ['1,a,1,01/02/2024\n', { error_code: 1205, column_name: 'day' }],
         ['1,"a,1,2024-01-01\n', { error_code: 1216 }],
-        ['99999999999,a,1,2024-01-01\n', { error_code: 1216, column_name: 'id' }],
+        ['99999999999,a,1,2024-01-01\n', { error_code: 1222, column_name: 'id' }],
         ['\n', { error_code: 1211 }],
       ];
       for (const [data, expected] of cases) {

@@ -767,7 +767,7 @@ function convert(cmd: CopyCommand, col: TargetColumn, field: Field): Converted {
       };
     }
     const v = BigInt(trimmed);
-    if (v < range[0] || v > range[1]) return { code: 1216, reason: `Overflow, Value '${trimmed}', Type: ${range[2]}`, position: 0 };
+    if (v < range[0] || v > range[1]) return { code: 1222, reason: `Overflow, Value '${trimmed}', Type: ${range[2]}`, position: 0 };
     return { value: trimmed };
   }
   if (col.typname === 'numeric') {

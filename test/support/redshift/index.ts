@@ -26,10 +26,10 @@
 //   AWS lists as unsupported (clock_timestamp, transaction_timestamp, pg_sleep, generate_subscripts,
 //   …), CHECK constraints, an alias on DELETE's target or INSERT's, MERGE from a subquery,
 //   several ALTER TABLE actions in one statement, ALTER COLUMN other than TYPE VARCHAR(n) or
-//   ENCODE, TRUNCATE or VACUUM inside a transaction block (they commit on Redshift; a loader must
-//   never rely on that), ALTER TABLE … ALTER COLUMN … TYPE inside a transaction block or a
-//   multi-statement query (25001), COPY FROM STDIN / TO STDOUT, statements over 16 MB (54000),
-//   any command Redshift does not have.
+//   ENCODE, TRUNCATE or VACUUM inside a transaction block or a multi-statement query (they commit
+//   on Redshift; a loader must never rely on that), ALTER TABLE … ALTER COLUMN … TYPE there too
+//   (25001), COPY FROM STDIN / TO STDOUT, statements over 16 MB (54000), any command Redshift
+//   does not have. A multi-statement query with BEGIN/COMMIT in it runs statement by statement.
 // - Leader-node-only functions (NOW(), CURRENT_TIMESTAMP, CURRENT_TIME, LOCALTIME, AGE(), SUBSTR(),
 //   CURRENT_SCHEMA[()], CURRENT_SCHEMAS(), HAS_*_PRIVILEGE(), TIMEOFDAY(), GENERATE_SERIES(), the
 //   bit/byte functions): refused (XX000, with Redshift's INFO notice per function) in a statement
@@ -100,6 +100,12 @@
 // - TLS, IAM database credentials, the COPY's own S3 credentials, cross-region reads, Redshift's
 //   other COPY formats, UNLOAD, stored procedures' PL/pgSQL dialect, Describe of a prepared
 //   statement, binary parameters/results, SUPER/VARBYTE/GEOMETRY types.
+// - Redshift-only syntax and functions beyond the translations above (TOP n, QUALIFY, TRY_CAST,
+//   CONVERT_TIMEZONE, DATE_TRUNC/DATEDIFF on week or quarter, …) fail as PostgreSQL syntax errors or
+//   unknown functions; SQL that PostgreSQL runs but Redshift would reject for reasons not listed
+//   above gets through. Identifiers are cut at PostgreSQL's 63 bytes, not Redshift's 127.
+// - SET of a parameter outside Redshift's configuration reference is refused, application_name
+//   included (give it in the startup packet).
 
 import type { AddressInfo } from 'node:net';
 import * as net from 'node:net';

@@ -465,7 +465,8 @@ export function checkStatement(sig: Token[], ctx: StatementContext): Refusal | u
       break;
     }
     case 'TRUNCATE': {
-      if (ctx.inBlock) return unsupported('TRUNCATE inside a transaction block', ' (it commits the transaction on Redshift)');
+      // A multi-statement query is a transaction block too.
+      if (ctx.inBlock || ctx.multi) return unsupported('TRUNCATE inside a transaction block', ' (it commits the transaction on Redshift)');
       let i = isWord(sig[1], 'TABLE') ? 2 : 1;
       if (!isIdent(sig[i])) break;
       i++;
@@ -474,7 +475,7 @@ export function checkStatement(sig: Token[], ctx: StatementContext): Refusal | u
       break;
     }
     case 'VACUUM':
-      if (ctx.inBlock) return unsupported('VACUUM inside a transaction block', ' (it commits the transaction on Redshift)');
+      if (ctx.inBlock || ctx.multi) return unsupported('VACUUM inside a transaction block', ' (it commits the transaction on Redshift)');
       break;
     case 'SET':
     case 'RESET':
