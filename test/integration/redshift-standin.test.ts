@@ -9,8 +9,8 @@ import { expect } from 'chai';
 import pg from 'pg';
 
 import { freshDatabase, testDatabaseUrl } from '../support/pg.js';
-import { startRedshiftStandIn, type RedshiftStandIn } from '../support/redshift/index.js';
-import { S3RVER_ENV, startS3, type TestS3 } from '../support/s3.js';
+import { s3rverOptions, startRedshiftStandIn, type RedshiftStandIn } from '../support/redshift/index.js';
+import { startS3, type TestS3 } from '../support/s3.js';
 
 const BUCKET = 'stage';
 const ROLE = "IAM_ROLE 'arn:aws:iam::123456789012:role/redshift-copy'";
@@ -48,15 +48,7 @@ describe('Redshift stand-in', function () {
     s3 = await startS3();
     await s3.bucket(BUCKET);
     db = await freshDatabase('rs_standin');
-    rs = await startRedshiftStandIn({
-      backendUrl: testDatabaseUrl(),
-      s3: {
-        endpoint: s3.endpoint,
-        accessKeyId: S3RVER_ENV.AWS_ACCESS_KEY_ID,
-        secretAccessKey: S3RVER_ENV.AWS_SECRET_ACCESS_KEY,
-        forcePathStyle: true,
-      },
-    });
+    rs = await startRedshiftStandIn({ backendUrl: testDatabaseUrl(), s3: s3rverOptions(s3.endpoint) });
   });
 
   afterEach(async () => {

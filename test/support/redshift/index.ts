@@ -113,6 +113,7 @@ import * as net from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
 
+import { S3RVER_ENV } from '../s3.js';
 import { LOAD_ERROR_DDL } from './copy.js';
 import { Session, type CopyRecord, type Shared } from './session.js';
 
@@ -150,6 +151,17 @@ export interface RedshiftStandIn {
   /** Connections open now. */
   readonly connections: number;
   stop(): Promise<void>;
+}
+
+/** The `s3` option for a stand-in reading from the S3 test server of test/support/s3.ts (startS3()). */
+export function s3rverOptions(endpoint: string): RedshiftStandInOptions['s3'] {
+  return {
+    endpoint,
+    region: S3RVER_ENV.AWS_REGION,
+    accessKeyId: S3RVER_ENV.AWS_ACCESS_KEY_ID,
+    secretAccessKey: S3RVER_ENV.AWS_SECRET_ACCESS_KEY,
+    forcePathStyle: true,
+  };
 }
 
 function databaseName(database: string): string {
