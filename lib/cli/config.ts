@@ -627,6 +627,19 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
   }
 
   let warehouse: WarehouseConfig | undefined;
+  const stagingGiven = takes('staging') ? asString('staging', get('staging')) : undefined;
+  if (stagingGiven && lake && /^s3a?:\/\//i.test(lake.uri)) {
+    // Stage files under streams/ (or the archive) would be listed as stream files by the next run.
+    const root = lake.uri.replace(/^s3a:/i, 's3:').replace(/\/+$/, '') + '/';
+    const stage = stagingGiven.endsWith('/') ? stagingGiven : stagingGiven + '/';
+    for (const inner of [lake.layout.streams, lake.layout.archive]) {
+      if (stage.startsWith(root + inner))
+        throw usage(
+          `--staging ${stagingGiven} is inside the lake's ${inner || 'root'} folder`,
+          'stage files must never land under streams/; the default is _musickpi/staging/ under the lake root',
+        );
+    }
+  }
   if (takes('schema')) {
     const { home, warning } = homeOf(get('home'), env, cwd);
     const w = {

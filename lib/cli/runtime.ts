@@ -99,6 +99,7 @@ export async function withRuntime<T>(
           connectRetryMs: c.connectRetryMs,
           log: (l: string) => progress.log(l),
           warn: (l: string) => progress.warn(l),
+          redshift: { ...c.redshift, s3: config.lake?.s3, runId },
         });
         closers.push(() => opened.stop());
         if (opened.embedded) {
