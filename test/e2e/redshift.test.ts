@@ -110,6 +110,50 @@ describe('e2e: Redshift through the strict stand-in', function () {
     expect(rs.refused.slice(refusedBefore)).to.deep.equal([]);
   });
 
+  it('a 255-character multibyte artist name and a NULL top artist survive COPY into adopted VARCHAR(255) tables exactly; a genre too long for its key column is refused (78)', async () => {
+    const bucket = 'rs-edge';
+    await s3.bucket(bucket);
+    const long = 'é'.repeat(254) + '😀'; // 255 characters, 512 bytes: more than VARCHAR(255) holds in bytes
+    const files: Record<string, string> = {
+      'songs.csv': `track_id,artists,album_name,track_genre,duration_ms\nt1,${long},A,${'γ'.repeat(127)},200000\nt2,,B,pop,100000\n`,
+      'users.csv': 'user_id,user_age,user_country\nu1,22,US\nu2,,DE\n',
+      'streams/a.csv': 'user_id,track_id,listen_time\nu1,t1,2024-06-01 10:05:00\nu2,t2,2024-06-01 11:00:00\n',
+    };
+    for (const [k, v] of Object.entries(files)) await s3.putObject(bucket, `music/${k}`, v);
+    const dbUrl = await freshDatabase('rs_edge');
+    const db = new URL(dbUrl).pathname.slice(1);
+    await rsExec(dbUrl, ORIGINAL_DDL);
+    const refusedBefore = rs.refused.length;
+    const env = { ...s3.env, PGPASSWORD: rs.password };
+    const r = await runCli(
+      ['run', '--lake', `s3://${bucket}/music`, '--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--warehouse', rs.url(db), '--json'],
+      { env },
+    );
+    expect(r.code, r.stderr).to.equal(0);
+    expect(rs.refused.slice(refusedBefore)).to.deep.equal([]);
+    const hourly = await queryRows(
+      dbUrl,
+      'select listen_hour, top_artist, most_engaged_age_group from reporting_schema.hourly_kpis order by 1',
+    );
+    expect(hourly).to.deep.equal([
+      { listen_hour: 10, top_artist: long, most_engaged_age_group: '18-25' },
+      { listen_hour: 11, top_artist: null, most_engaged_age_group: null },
+    ]);
+    const genre = await queryRows(dbUrl, 'select track_genre from reporting_schema.genre_level_kpis order by 1');
+    expect(genre.map((g) => g.track_genre)).to.deep.equal(['pop', 'γ'.repeat(127)]);
+    // track_genre is in the original DDL's primary key, which Redshift cannot ALTER: a genre over 255
+    // bytes is refused before the transaction, naming the value, and nothing is loaded.
+    await s3.putObject(bucket, 'music/songs.csv', files['songs.csv'].replace('pop', 'δ'.repeat(200)));
+    await s3.putObject(bucket, 'music/streams/b.csv', 'user_id,track_id,listen_time\nu2,t2,2024-06-02 11:00:00\n');
+    const tooLong = await runCli(
+      ['run', '--lake', `s3://${bucket}/music`, '--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--warehouse', rs.url(db), '--json'],
+      { env },
+    );
+    expect(tooLong.code, tooLong.stderr).to.equal(78);
+    expect(tooLong.json.error.message).to.contain('track_genre');
+    expect(tooLong.json.loaded).to.equal(false);
+  });
+
   for (const point of ['mid-copy', 'staged', 'mid-merge', 'before-commit', 'after-commit', 'after-archive-copy', 'after-archive-mark']) {
     it(`a run killed at ${point}, then a normal run, ends exactly like one clean run`, async () => {
       const bucket = `rs-kill-${point}`;
