@@ -181,35 +181,25 @@ const REJECTS = ['rejects', 'keep-rejects'] as const;
 const WH = ['warehouse', 'schema', 'home', 'connect-timeout', 'staging', 'iam-role', 'redshift-iam', 'redshift-cluster-id'] as const;
 const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers'] as const;
 
+/** The options of the commands that load (run and compute take the same ones). */
+const LOADING = [
+  ...LAKE_ROOT,
+  ...DIMENSIONS,
+  ...REJECTS,
+  ...WH,
+  'adopt-lake',
+  'kpis',
+  'dry-run',
+  ...GATES,
+  ...WINDOW,
+  ...EXPECT,
+  ...OUT,
+  ...OBSERVE,
+] as const;
+
 export const COMMAND_OPTIONS = {
-  run: [
-    ...LAKE_ROOT,
-    ...DIMENSIONS,
-    ...REJECTS,
-    ...WH,
-    'adopt-lake',
-    'kpis',
-    'dry-run',
-    ...GATES,
-    ...WINDOW,
-    ...EXPECT,
-    ...OUT,
-    ...OBSERVE,
-  ],
-  compute: [
-    ...LAKE_ROOT,
-    ...DIMENSIONS,
-    ...REJECTS,
-    ...WH,
-    'adopt-lake',
-    'kpis',
-    'dry-run',
-    ...GATES,
-    ...WINDOW,
-    ...EXPECT,
-    ...OUT,
-    ...OBSERVE,
-  ],
+  run: LOADING,
+  compute: LOADING,
   validate: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...GATES, ...EXPECT, ...OUT, ...OBSERVE],
   archive: [...LAKE_ROOT, ...WH, 'adopt-lake', 'dry-run', ...OUT, ...OBSERVE],
   retract: [...LAKE_ROOT, ...DIMENSIONS, ...WH, 'dry-run', ...OUT, ...OBSERVE],

@@ -2,6 +2,8 @@
 // musickpi_ledger_dates (the dates each file covered), read with two plain queries and folded
 // the same way before a write.
 
+import type pg from 'pg';
+import { MkpiError } from '../../../domain/errors.js';
 import { KPI_TABLES } from '../../../domain/kpi.js';
 import { type LedgerEntry } from '../../../domain/ledger.js';
 
@@ -77,4 +79,23 @@ export function toLedgerEntries(files: LedgerFileRow[], dates: LedgerDateRow[]):
     ...(f.archived_fingerprint !== null ? { archivedFingerprint: f.archived_fingerprint } : {}),
     ...(f.retracted_at !== null ? { retractedAt: new Date(f.retracted_at).toISOString() } : {}),
   }));
+}
+
+/** Records where archive put a file (plain SQL both dialects run as it is). */
+export async function markArchived(
+  c: pg.Client,
+  quoted: string,
+  fileKey: string,
+  fingerprint: string,
+  archivedKey: string,
+  archivedFingerprint?: string,
+): Promise<void> {
+  const r = await c.query(
+    `UPDATE ${quoted}.musickpi_ledger SET archived_key = $3, archived_fingerprint = $4
+          WHERE file_key = $1 AND fingerprint = $2`,
+    [fileKey, fingerprint, archivedKey, archivedFingerprint ?? null],
+  );
+  if (r.rowCount === 0) {
+    throw new MkpiError('MKPI_INTERNAL', `no ledger entry for ${fileKey} (${fingerprint}) to mark as archived`);
+  }
 }

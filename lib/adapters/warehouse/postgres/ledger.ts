@@ -2,7 +2,6 @@
 // musickpi_ledger_dates (the dates each file covered).
 
 import type pg from 'pg';
-import { MkpiError } from '../../../domain/errors.js';
 import { type LedgerEntry } from '../../../domain/ledger.js';
 import { type LoadBatch } from '../../../domain/warehouse.js';
 import { errCode } from '../core/errors.js';
@@ -112,23 +111,5 @@ export async function writeLedger(
       }
     }
     if (dd.length > 0) await c.query(renderSql('upsert-ledger-dates', schema), [dk, df, dd]);
-  }
-}
-
-export async function markArchived(
-  c: pg.Client,
-  quoted: string,
-  fileKey: string,
-  fingerprint: string,
-  archivedKey: string,
-  archivedFingerprint?: string,
-): Promise<void> {
-  const r = await c.query(
-    `UPDATE ${quoted}.musickpi_ledger SET archived_key = $3, archived_fingerprint = $4
-          WHERE file_key = $1 AND fingerprint = $2`,
-    [fileKey, fingerprint, archivedKey, archivedFingerprint ?? null],
-  );
-  if (r.rowCount === 0) {
-    throw new MkpiError('MKPI_INTERNAL', `no ledger entry for ${fileKey} (${fingerprint}) to mark as archived`);
   }
 }

@@ -3,7 +3,6 @@
 // INSERTs before the load transaction; inside it, sql/redshift/ledger-*.sql delete and insert.
 
 import type pg from 'pg';
-import { MkpiError } from '../../../domain/errors.js';
 import { type LedgerEntry } from '../../../domain/ledger.js';
 import { type LoadBatch } from '../../../domain/warehouse.js';
 import { toLedgerEntries, type LedgerDateRow, type LedgerFileRow } from '../core/ledger.js';
@@ -86,22 +85,4 @@ export async function writeLedger(c: pg.Client, schema: string, batch: LoadBatch
   if ((batch.retract ?? []).length > 0) await run('ledger-retract');
   if ((batch.retire ?? []).length > 0) await run('ledger-retire');
   if (ledger.length > 0) await run('ledger-merge');
-}
-
-export async function markArchived(
-  c: pg.Client,
-  quoted: string,
-  fileKey: string,
-  fingerprint: string,
-  archivedKey: string,
-  archivedFingerprint?: string,
-): Promise<void> {
-  const r = await c.query(
-    `UPDATE ${quoted}.musickpi_ledger SET archived_key = $3, archived_fingerprint = $4
-      WHERE file_key = $1 AND fingerprint = $2`,
-    [fileKey, fingerprint, archivedKey, archivedFingerprint ?? null],
-  );
-  if (r.rowCount === 0) {
-    throw new MkpiError('MKPI_INTERNAL', `no ledger entry for ${fileKey} (${fingerprint}) to mark as archived`);
-  }
 }

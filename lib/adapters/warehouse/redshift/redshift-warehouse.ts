@@ -24,7 +24,8 @@ import { IamCredentials, iamTarget, passwordFromEnv, type IamOptions, type Passw
 import { classifyRedshiftError, isSerializableConflict } from './errors.js';
 import { claimLake, lakeClaim } from './lake-claim.js';
 import { LeaseRunLock, newToken, type LeaseIdentity } from './lease.js';
-import { insertRows, ledgerStageTables, markArchived, readLedger, stageLedger, writeLedger } from './ledger.js';
+import { insertRows, ledgerStageTables, readLedger, stageLedger, writeLedger } from './ledger.js';
+import { markArchived } from '../core/ledger.js';
 import { checkWidths, ensureLockTable, initSchema, isInitialised, kpiWidths, readColumns } from './schema.js';
 import { stageDirName, Staging, type StagingOptions } from './staging.js';
 import { retryConflicts, setTimeoutSql, type Timeouts } from './tx.js';
