@@ -84,6 +84,7 @@ export function renderHtml(d: ReportData, opts: { generatedAt: Date }): string {
         { name: 'unique listeners', values: d.hourly.map((h) => h.listeners) },
       ],
       format: count,
+      integer: true,
     });
     const tbl = table(d.hourly, [
       ...(multi ? [{ head: 'date', cell: (h: (typeof d.hourly)[number]) => h.date }] : []),
@@ -173,6 +174,7 @@ export function renderHtml(d: ReportData, opts: { generatedAt: Date }): string {
       labels,
       series: reasons.map((reason) => ({ name: reason, values: runs.map((r) => r.rejects[reason] ?? 0) })),
       format: count,
+      integer: true,
       empty: 'no rejected rows in these runs',
     });
     const rejectsTable = table(runs, [

@@ -16,11 +16,13 @@ const PW = W - M.left - M.right;
 const PH = H - M.top - M.bottom;
 
 /** Round ticks from 0 to at least max: steps of 1, 2 or 5 times a power of ten. */
-export function niceTicks(max: number, target = 5): number[] {
+export function niceTicks(max: number, target = 5, integer = false): number[] {
   if (!(max > 0)) return [0, 1];
   const raw = max / target;
   const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw) ?? 10 * p;
+  const nice = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw) ?? 10 * p;
+  // Counts get whole steps: a tick of 0.2 listens means nothing.
+  const step = integer ? Math.max(1, nice) : nice;
   const ticks: number[] = [];
   for (let t = 0; t < max + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
   if (ticks[ticks.length - 1] < max) ticks.push(Number((ticks[ticks.length - 1] + step).toPrecision(12)));
@@ -89,11 +91,11 @@ export interface Series {
 }
 
 /** Lines over categories (hours): one per series, with a dot on each value. */
-export function lineChart(f: Frame & { labels: string[]; series: Series[]; format: (n: number) => string }): string {
+export function lineChart(f: Frame & { labels: string[]; series: Series[]; format: (n: number) => string; integer?: boolean }): string {
   const max = Math.max(0, ...f.series.flatMap((s) => s.values));
-  const { y, svg: ys } = yAxis(niceTicks(max), f.format);
+  const { y, svg: ys } = yAxis(niceTicks(max, 5, f.integer), f.format);
   const n = f.labels.length;
-  const x = (i: number) => r1(M.left + (n <= 1 ? PW / 2 : (i / (n - 1)) * PW));
+  const x = (i: number) => r1(M.left + 20 + (n <= 1 ? (PW - 40) / 2 : (i / (n - 1)) * (PW - 40)));
   const lines = f.series
     .map((s, k) => {
       const pts = s.values.map((v, i) => `${x(i)},${y(v)}`).join(' ');
@@ -110,10 +112,10 @@ export function lineChart(f: Frame & { labels: string[]; series: Series[]; forma
 
 /** Vertical bars over categories; stacked when there are several series. */
 export function barChart(
-  f: Frame & { labels: string[]; series: Series[]; format: (n: number) => string; colors?: string[]; empty?: string },
+  f: Frame & { labels: string[]; series: Series[]; format: (n: number) => string; colors?: string[]; empty?: string; integer?: boolean },
 ): string {
   const totals = f.labels.map((_, i) => f.series.reduce((a, s) => a + (s.values[i] ?? 0), 0));
-  const { y, svg: ys } = yAxis(niceTicks(Math.max(0, ...totals)), f.format);
+  const { y, svg: ys } = yAxis(niceTicks(Math.max(0, ...totals), 5, f.integer), f.format);
   const n = Math.max(1, f.labels.length);
   const band = PW / n;
   const x = (i: number) => r1(M.left + band * (i + 0.5));
@@ -179,7 +181,7 @@ export function dotChart(f: Frame & { labels: string[]; rows: string[]; values: 
   const left = 70;
   const pw = W - left - M.right;
   const n = f.labels.length;
-  const x = (i: number) => r1(left + (n <= 1 ? pw / 2 : (i / (n - 1)) * pw));
+  const x = (i: number) => r1(left + 20 + (n <= 1 ? (pw - 40) / 2 : (i / (n - 1)) * (pw - 40)));
   const band = PH / Math.max(1, f.rows.length);
   const y = (k: number) => r1(M.top + band * (k + 0.5));
   const rows = f.rows
