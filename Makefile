@@ -33,12 +33,17 @@ test-faults: build
 	MKPI_FULL_FAULTS=1 npx mocha --no-config -n import=tsx --require test/support/global-fixtures.ts \
 	  --timeout 60000 $(RELIABILITY_TESTS)
 
-# Runs the pipeline on a copy of the bundled sample lake with the embedded PostgreSQL, then shows the KPIs.
+# Runs the pipeline on a copy of the bundled sample lake with the embedded PostgreSQL, shows the KPIs,
+# then writes the report page of the sample lake (one self-contained HTML file) and prints its path.
+DEMO_REPORT := .musickpi/demo-report.html
 demo: build
 	rm -rf $(DEMO_LAKE) && mkdir -p .musickpi && cp -rp fixtures/sample $(DEMO_LAKE)
 	$(BIN) run --lake $(DEMO_LAKE) --home .musickpi/home
 	$(BIN) query --quiet --home .musickpi/home 'select * from reporting_schema.hourly_kpis order by listen_date, listen_hour limit 12'
 	$(BIN) query --quiet --home .musickpi/home 'select * from reporting_schema.genre_level_kpis order by listen_date, listen_count desc, track_genre limit 12'
+	$(BIN) report --quiet --home .musickpi/home --start 2024-06-01 --end 2024-06-03 --html $(DEMO_REPORT) > /dev/null
+	$(BIN) report --quiet --home .musickpi/home
+	@echo "report page: $(abspath $(DEMO_REPORT))"
 
 # The benchmark of issue 3, which doubles as a differential test against DuckDB: regenerates
 # docs/performance.md (lakes cached under tmp/bench/). BENCH_ARGS=--quick: a small lake, for a smoke test.
