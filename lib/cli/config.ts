@@ -149,10 +149,10 @@ export const OPTIONS = {
   pushgateway: { kind: 'string', describe: 'push the same metrics to this Prometheus Pushgateway URL', group: OUTPUT },
   date: {
     kind: 'string',
-    describe: 'recompute this listen date (YYYY-MM-DD or an ISO instant) over every file that has it',
+    describe: 'one listen date (YYYY-MM-DD or an ISO instant): run/compute recompute it over every file that has it; report shows it',
     group: COMPUTE,
   },
-  start: { kind: 'string', describe: 'with --end: recompute the dates of [start, end) (dates or ISO instants)', group: COMPUTE },
+  start: { kind: 'string', describe: 'with --end: the dates of [start, end) (dates or ISO instants), recomputed or shown', group: COMPUTE },
   end: { kind: 'string', describe: 'the end of the --start window, exclusive', group: COMPUTE },
   'expect-dates': {
     kind: 'string',
@@ -160,6 +160,7 @@ export const OPTIONS = {
     group: COMPUTE,
   },
   'strict-dates': { kind: 'boolean', describe: 'with --expect-dates: fail (exit 65) instead of warning', group: COMPUTE, default: false },
+  html: { kind: 'string', describe: 'also write the report as one self-contained HTML page to this file', group: OUTPUT },
   'report-file': {
     kind: 'string',
     describe: 'also write the result (pretty JSON) to this file, failures included',
@@ -168,7 +169,7 @@ export const OPTIONS = {
 } as const satisfies Record<string, OptionSpec>;
 
 export type OptionName = keyof typeof OPTIONS;
-export type CommandName = 'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract';
+export type CommandName = 'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract' | 'report';
 
 const LOG = ['log-format', 'verbose', 'debug', 'color'] as const;
 const OUT = ['json', 'quiet', 'silent', 'report-file', ...LOG] as const;
@@ -206,6 +207,7 @@ export const COMMAND_OPTIONS = {
   status: [...LAKE_ROOT, ...WH, 'json', 'quiet', ...LOG],
   init: [...WH, ...OUT],
   query: [...WH, 'json', 'csv', 'quiet', ...LOG],
+  report: [...WH, 'json', 'quiet', ...LOG, ...WINDOW, 'html'],
 } as const satisfies Record<CommandName, readonly OptionName[]>;
 
 /** The environment variable of an option: --max-bad-rows → MUSICKPI_MAX_BAD_ROWS. */
@@ -315,6 +317,8 @@ export interface Config {
   /** Positional arguments of the command (query's SQL, retract's keys). */
   positional: readonly string[];
   csv: boolean;
+  /** report --html: the page to write (absolute), if any. */
+  html: string | undefined;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -687,6 +691,7 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     testEnv: Object.freeze(testEnv),
     positional: Object.freeze([...(opts.positional ?? [])]),
     csv: takes('csv') ? asBoolean('csv', get('csv')) : false,
+    html: ((f) => (f === undefined ? undefined : resolve(cwd, f)))(takes('html') ? asString('html', get('html')) : undefined),
   });
 }
 

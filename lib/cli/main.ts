@@ -15,10 +15,21 @@ import * as init from './commands/init.js';
 import * as query from './commands/query.js';
 import * as status from './commands/status.js';
 import * as retract from './commands/retract.js';
+import * as report from './commands/report.js';
 import { COMPLETION_COMMAND, COMPLETION_DESCRIBE, completer } from './commands/completion.js';
 
-const COMMANDS = [run, validate, compute, archive, status, retract, init, query];
-const NAMES = ['run', 'validate', 'compute', 'archive', 'status', 'retract', 'init', 'query'] as const satisfies readonly CommandName[];
+const COMMANDS = [run, validate, compute, archive, status, retract, init, query, report];
+const NAMES = [
+  'run',
+  'validate',
+  'compute',
+  'archive',
+  'status',
+  'retract',
+  'init',
+  'query',
+  'report',
+] as const satisfies readonly CommandName[];
 
 /** One line for a usage mistake: what was wrong, the offending token, a guess, where to look. */
 function usageError(message: string, argv: string[]): MkpiError {
