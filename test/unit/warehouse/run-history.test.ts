@@ -22,7 +22,7 @@ import { newReport, type RunReport } from '../../../lib/pipeline/report.js';
 import { copyLake } from '../../support/cli.js';
 import { MemoryWarehouse } from '../../support/fakes/memory-warehouse.js';
 
-export function sampleRun(over: Partial<RunRecord> = {}): RunRecord {
+function sampleRun(over: Partial<RunRecord> = {}): RunRecord {
   return {
     runId: '20240601T100000Z-abcdef',
     command: 'run',
