@@ -56,6 +56,51 @@ export interface QueryResult {
   rowCount: number | null;
 }
 
+export type RunStatus = 'ok' | 'failed';
+
+/**
+ * One run of a command as musickpi_runs keeps it (one row per run; docs of the columns: the
+ * schema in sql/<dialect>/init.sql). Times are ISO 8601 instants in UTC; the JSON columns
+ * (rejects, dates recomputed, timings) come back parsed.
+ */
+export interface RunRecord {
+  runId: string;
+  command: string;
+  startedAt: string;
+  finishedAt: string;
+  status: RunStatus;
+  exitCode: number;
+  errorCode: string | null;
+  /** Already redacted; the adapter truncates it to the column's width. */
+  errorMessage: string | null;
+  errorStage: string | null;
+  dryRun: boolean;
+  lake: string;
+  rowsRead: number;
+  completeRows: number;
+  /** Reject reason → rows. */
+  rejects: Record<string, number>;
+  hourlyRowsWritten: number;
+  genreRowsWritten: number;
+  datesRecomputed: { hourly: string[]; genre: string[] };
+  /** Stream files loaded by a committed load (0 when nothing committed). */
+  filesLoaded: number;
+  filesArchived: number;
+  /** Milliseconds per stage. */
+  timings: Record<string, number>;
+  version: string;
+  airflowDagId: string | null;
+  airflowTaskId: string | null;
+  airflowRunId: string | null;
+  airflowTryNumber: number | null;
+}
+
+export interface ListRunsOptions {
+  /** At most this many runs, newest first. */
+  limit: number;
+  status?: RunStatus;
+}
+
 export interface Warehouse {
   /** Short description with no secret in it ("postgresql://user@host:5432/db"). */
   readonly description: string;
@@ -90,5 +135,13 @@ export interface Warehouse {
    * the KPI tables can be named unqualified. The last statement's result is returned.
    */
   query(sql: string): Promise<QueryResult>;
+  /**
+   * Adds a run to the history (musickpi_runs), in a transaction of its own: never inside a
+   * load, so that recording a run cannot change what was loaded. Creates nothing: without the
+   * table (init() has not run) it throws MkpiError('MKPI_CONFIG').
+   */
+  recordRun(run: RunRecord): Promise<void>;
+  /** The history, newest first (by started_at, then run id); empty when the table does not exist. */
+  listRuns(opts: ListRunsOptions): Promise<RunRecord[]>;
   close(): Promise<void>;
 }

@@ -77,6 +77,11 @@ export interface RunReport {
   rejectsOutput: string | null;
   warnings: string[];
   timings: Partial<Record<Stage, number>>;
+  /**
+   * Whether this run is in the warehouse's run history (musickpi_runs): 'recorded', or
+   * 'not recorded: <why>'; null when the command never got as far as trying.
+   */
+  history: string | null;
 }
 
 export function zeroReasons(): Record<RejectReason, number> {
@@ -119,6 +124,7 @@ export function newReport(command: Command, runId: string, lake: string, kpis: K
     rejectsOutput: null,
     warnings: [],
     timings: {},
+    history: null,
   };
 }
 

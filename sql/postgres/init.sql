@@ -52,3 +52,36 @@ CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_ledger_dates (
   listen_date DATE NOT NULL,
   PRIMARY KEY (file_key, fingerprint, listen_date)
 );
+
+-- One row per run of run, compute, archive, retract (dry and failed runs included), written in a
+-- transaction of its own after the run, never inside a load. Added after the first release: a
+-- schema from before it gets the table from init(), like musickpi_lake. JSON is kept as text
+-- (Redshift has no JSON type); the widths are bytes on Redshift, and the same on both dialects.
+CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_runs (
+  run_id              VARCHAR(64)    NOT NULL,
+  command             VARCHAR(16)    NOT NULL,
+  started_at          TIMESTAMPTZ    NOT NULL,
+  finished_at         TIMESTAMPTZ    NOT NULL,
+  status              VARCHAR(16)    NOT NULL,
+  exit_code           INT            NOT NULL,
+  error_code          VARCHAR(64),
+  error_message       VARCHAR(4096),
+  error_stage         VARCHAR(32),
+  dry_run             BOOLEAN        NOT NULL,
+  lake                VARCHAR(4096)  NOT NULL,
+  rows_read           BIGINT         NOT NULL,
+  complete_rows       BIGINT         NOT NULL,
+  rejects             VARCHAR(4096)  NOT NULL,
+  hourly_rows_written INT            NOT NULL,
+  genre_rows_written  INT            NOT NULL,
+  dates_recomputed    VARCHAR(65535) NOT NULL,
+  files_loaded        INT            NOT NULL,
+  files_archived      INT            NOT NULL,
+  timings             VARCHAR(4096)  NOT NULL,
+  version             VARCHAR(32)    NOT NULL,
+  airflow_dag_id      VARCHAR(1024),
+  airflow_task_id     VARCHAR(1024),
+  airflow_run_id      VARCHAR(1024),
+  airflow_try_number  INT,
+  PRIMARY KEY (run_id)
+);

@@ -7,15 +7,18 @@ import { REOPEN_MODULE } from '../../adapters/lake/reopen.js';
 import { openLake } from '../../adapters/lake/open.js';
 import { LocalLake } from '../../adapters/lake/local.js';
 import { runPipeline } from '../../pipeline/pipeline.js';
-import { newReport, setError, type Command } from '../../pipeline/report.js';
+import { newReport, setError, type Command, type RunReport } from '../../pipeline/report.js';
 import type { Lake } from '../../domain/lake.js';
+import type { RunRecord, Warehouse } from '../../domain/warehouse.js';
 import { normalisePrefix } from '../../domain/layout.js';
 import { KPI_TABLES } from '../../domain/kpi.js';
-import { required, type Config } from '../config.js';
+import { required, type Config, type ObserveConfig } from '../config.js';
 import type { Runtime } from '../runtime.js';
 import { commandModule, type CommandOutcome, type ErrorShape } from '../execute.js';
 import { summary } from '../output.js';
-import { toMkpiError } from '../../domain/errors.js';
+import { redact, toMkpiError } from '../../domain/errors.js';
+import { exitCodeFor } from '../exit-codes.js';
+import { musickpiVersion } from '../observe/producer.js';
 
 /** Rejects of a run under this prefix, one folder per run id, pruned to --keep-rejects. */
 export const REJECTS_PREFIX = 'rejects/';
@@ -46,6 +49,7 @@ function rejectsPlan(config: Readonly<Config>, runId: string, writesLake: boolea
 }
 
 export async function pipelineCommand(command: Command, rt: Runtime): Promise<CommandOutcome> {
+  const startedAt = new Date();
   const config = rt.config;
   const lakeConfig = required(config.lake, 'lake');
   const compute = config.compute;
@@ -61,6 +65,7 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
     const e = toMkpiError(err);
     const report = newReport(command, runId, lake.root, kpis, dryRun);
     setError(report, e, 'connect');
+    report.history = `not recorded: the warehouse could not be opened (${e.code})`;
     return outcome(report);
   }
   const rejects = config.rejects ? rejectsPlan(config, runId, (command === 'run' || command === 'compute') && !dryRun) : undefined;
@@ -91,7 +96,73 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
     },
   });
   rt.progress.stop();
+  if (warehouse) await recordHistory(rt, warehouse, report, startedAt);
+  else report.history = 'not recorded: validate opens no warehouse';
   return outcome(report);
+}
+
+/** What musickpi_runs keeps of a finished run. */
+export function runRecordOf(
+  report: RunReport,
+  at: { startedAt: Date; finishedAt: Date; exitCode: number; version: string; airflow: ObserveConfig['airflow'] },
+): RunRecord {
+  const tryNumber = at.airflow?.tryNumber;
+  return {
+    runId: report.runId,
+    command: report.command,
+    startedAt: at.startedAt.toISOString(),
+    finishedAt: at.finishedAt.toISOString(),
+    status: at.exitCode === 0 ? 'ok' : 'failed',
+    exitCode: at.exitCode,
+    errorCode: report.error?.code ?? null,
+    errorMessage: report.error ? redact(report.error.message) : null,
+    errorStage: report.error?.stage ?? null,
+    dryRun: report.dryRun,
+    lake: report.lake,
+    rowsRead: report.totals.rowsRead,
+    completeRows: report.totals.completeRows,
+    rejects: { ...report.totals.rejected },
+    hourlyRowsWritten: report.rowsWritten.hourly_kpis,
+    genreRowsWritten: report.rowsWritten.genre_level_kpis,
+    datesRecomputed: { hourly: [...report.datesRecomputed.hourly], genre: [...report.datesRecomputed.genre] },
+    filesLoaded: report.loaded ? report.files.filter((f) => f.status === 'read').length : 0,
+    filesArchived: report.archived.length,
+    timings: { ...report.timings },
+    version: at.version,
+    airflowDagId: at.airflow?.dagId ?? null,
+    airflowTaskId: at.airflow?.taskId ?? null,
+    airflowRunId: at.airflow?.dagRunId ?? null,
+    airflowTryNumber: tryNumber !== undefined && /^\d{1,9}$/.test(tryNumber) ? Number(tryNumber) : null,
+  };
+}
+
+/**
+ * Adds the finished run to the history, after the pipeline and so after any load committed or
+ * rolled back: a failure here can change neither what was loaded nor the exit status; it is a
+ * warning. A dry run creates nothing, so it is recorded only where the schema already exists.
+ */
+export async function recordHistory(rt: Runtime, warehouse: Warehouse, report: RunReport, startedAt: Date): Promise<void> {
+  try {
+    if (report.dryRun && !(await warehouse.isInitialised())) {
+      report.history = 'not recorded: the warehouse schema does not exist yet, and a dry run creates nothing';
+      return;
+    }
+    const record = runRecordOf(report, {
+      startedAt,
+      finishedAt: new Date(),
+      exitCode: exitCodeFor(report.error?.code, rt.interruptedBy()),
+      version: musickpiVersion(),
+      airflow: rt.config.observe.airflow,
+    });
+    await warehouse.recordRun(record);
+    report.history = 'recorded';
+  } catch (err) {
+    const reason = redact(toMkpiError(err).message);
+    report.history = `not recorded: ${reason}`;
+    const warning = `this run is not in the run history: ${reason}`;
+    report.warnings.push(warning);
+    rt.progress.warn(warning);
+  }
 }
 
 function outcome(report: ReturnType<typeof newReport>): CommandOutcome {

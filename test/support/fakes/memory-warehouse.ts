@@ -11,7 +11,9 @@
 // - the ledger upsert merges like sql/upsert-ledger*.sql: tables and dates only grow, an archive
 //   key once recorded stays, the content hash is kept when the batch has none, the archived
 //   copy's fingerprint is never touched by a load, size/rows/run id are the batch's;
-// - markArchived updates one ledger row (none: MKPI_INTERNAL); query() runs no SQL.
+// - markArchived updates one ledger row (none: MKPI_INTERNAL); query() runs no SQL;
+// - recordRun adds a run to the history outside any load (before init: MKPI_CONFIG, as the
+//   adapters without musickpi_runs); listRuns gives it newest first (started at, then run id).
 //
 // Every step can be told to fail (failAt). session() opens another handle on the same database,
 // as a second process would.
@@ -19,12 +21,32 @@
 import { MkpiError } from '../../../lib/domain/errors.js';
 import { KPI_TABLES, type GenreRow, type HourlyRow, type KpiTable } from '../../../lib/domain/kpi.js';
 import type { LedgerEntry } from '../../../lib/domain/ledger.js';
-import type { LoadBatch, LoadResult, LoadStep, QueryResult, RunLock, Warehouse } from '../../../lib/domain/warehouse.js';
+import type {
+  ListRunsOptions,
+  LoadBatch,
+  LoadResult,
+  LoadStep,
+  QueryResult,
+  RunLock,
+  RunRecord,
+  Warehouse,
+} from '../../../lib/domain/warehouse.js';
 import { compareKeys } from '../../../lib/adapters/lake/keys.js';
 
 /** Where a failure can be injected: each method, and each step of a load. */
 export type WarehouseStep =
-  'init' | 'isInitialised' | 'acquireRunLock' | 'readLedger' | 'load' | LoadStep | 'markArchived' | 'query' | 'claimLake' | 'lakeClaim';
+  | 'init'
+  | 'isInitialised'
+  | 'acquireRunLock'
+  | 'readLedger'
+  | 'load'
+  | LoadStep
+  | 'markArchived'
+  | 'query'
+  | 'claimLake'
+  | 'lakeClaim'
+  | 'recordRun'
+  | 'listRuns';
 
 export interface StepFaultOptions {
   /** What to throw; by default MKPI_WAREHOUSE_UNAVAILABLE, as a dropped connection gives. */
@@ -63,6 +85,8 @@ class Database {
   data: Data | undefined;
   lock: HeldLock | undefined;
   claim: string | undefined;
+  /** The run history, in the order recorded; kept apart from `data`, as musickpi_runs is written outside any load. */
+  runs: RunRecord[] = [];
 }
 
 export interface WarehouseSnapshot {
@@ -297,6 +321,33 @@ export class MemoryWarehouse implements Warehouse {
   async query(_sql: string): Promise<QueryResult> {
     this.usable('query');
     throw new MkpiError('MKPI_USAGE', 'the memory warehouse runs no SQL: query is not supported');
+  }
+
+  async recordRun(run: RunRecord): Promise<void> {
+    this.usable('recordRun');
+    if (!this.db.data) {
+      throw new MkpiError('MKPI_CONFIG', `${this.description} has no run history table (musickpi_runs)`, {
+        hint: 'musickpi init (or any run that loads) creates it',
+      });
+    }
+    this.db.runs.push(structuredClone(run));
+  }
+
+  async listRuns(opts: ListRunsOptions): Promise<RunRecord[]> {
+    this.usable('listRuns');
+    if (!this.db.data) return [];
+    const newestFirst = (a: RunRecord, b: RunRecord) =>
+      b.startedAt.localeCompare(a.startedAt) || (a.runId < b.runId ? 1 : a.runId > b.runId ? -1 : 0);
+    return this.db.runs
+      .filter((r) => opts.status === undefined || r.status === opts.status)
+      .sort(newestFirst)
+      .slice(0, opts.limit)
+      .map((r) => structuredClone(r));
+  }
+
+  /** The history as recorded, oldest first (for tests). */
+  get runs(): RunRecord[] {
+    return this.db.runs.map((r) => structuredClone(r));
   }
 
   /**

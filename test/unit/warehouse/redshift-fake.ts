@@ -5,6 +5,7 @@
 
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
+import { RUN_COLUMNS, RUNS_EXPECTED_COLUMNS } from '../../../lib/adapters/warehouse/core/runs.js';
 
 export interface Sent {
   session: number;
@@ -71,6 +72,9 @@ export function redshiftColumns(narrow = false): FakeColumn[] {
     },
     musickpi_ledger_dates: { file_key: v(1024), fingerprint: v(256), listen_date: t('date') },
     musickpi_lake: { id: t('boolean'), lake: v(4096), claimed_at: t('timestamp with time zone') },
+    musickpi_runs: Object.fromEntries(
+      RUN_COLUMNS.map(([name, width]) => [name, width === null ? t(RUNS_EXPECTED_COLUMNS[name]) : v(width)]),
+    ),
     musickpi_run_lock: {
       run_id: v(256),
       token: v(64),

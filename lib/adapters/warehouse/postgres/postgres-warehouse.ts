@@ -5,11 +5,20 @@
 import type pg from 'pg';
 import { type GenreRow, type HourlyRow } from '../../../domain/kpi.js';
 import { type LedgerEntry } from '../../../domain/ledger.js';
-import { type LoadBatch, type LoadResult, type QueryResult, type RunLock, type Warehouse } from '../../../domain/warehouse.js';
+import {
+  type ListRunsOptions,
+  type LoadBatch,
+  type LoadResult,
+  type QueryResult,
+  type RunLock,
+  type RunRecord,
+  type Warehouse,
+} from '../../../domain/warehouse.js';
 import { Connections, type Conn, type ConnectionConfig, type ConnectRetryNotice } from '../core/connection.js';
 import { GENRE_COLUMNS, HOURLY_COLUMNS } from '../core/kpi-columns.js';
 import { runLoad, type LoadDialect } from '../core/load.js';
 import { runUserQuery } from '../core/query.js';
+import { insertRunSql, isMissingTable, noRunsTable, runValues, selectRuns } from '../core/runs.js';
 import { stage } from './copy.js';
 import { readLedger, writeLedger } from './ledger.js';
 import { markArchived } from '../core/ledger.js';
@@ -118,6 +127,29 @@ export class PostgresWarehouse implements Warehouse {
 
   async query(sql: string): Promise<QueryResult> {
     return this.db.withWork('running a query', (c) => runUserQuery(c, this.quoted, this.schema, sql));
+  }
+
+  async recordRun(run: RunRecord): Promise<void> {
+    const values = runValues(run);
+    await this.db.withWork('recording the run', async (c) => {
+      // Its own short transaction on the work session, bounded: a history that cannot be
+      // written in seconds is a warning, not a run that hangs after its work is done.
+      await c.query('BEGIN');
+      try {
+        await c.query(`SET LOCAL lock_timeout = ${Math.max(0, Math.floor(this.lockTimeoutMs))}`);
+        await c.query('SET LOCAL statement_timeout = 30000');
+        await c.query(insertRunSql(this.quoted), values);
+        await c.query('COMMIT');
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        if (isMissingTable(err)) throw noRunsTable(this.schema, err);
+        throw err;
+      }
+    });
+  }
+
+  async listRuns(opts: ListRunsOptions): Promise<RunRecord[]> {
+    return this.db.withWork('reading the run history', (c) => selectRuns(c, this.quoted, opts));
   }
 
   async close(): Promise<void> {

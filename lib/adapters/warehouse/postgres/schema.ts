@@ -1,6 +1,7 @@
 // The warehouse's tables: created by init(), and checked to be ours before anything is loaded.
 
 import type pg from 'pg';
+import { RUNS_EXPECTED_COLUMNS } from '../core/runs.js';
 import { checkColumns, KPI_EXPECTED_COLUMNS, type ActualColumn, type ExpectedColumns } from '../core/columns.js';
 import { lakeTableDdl } from './lake-claim.js';
 import { migrate } from './ledger.js';
@@ -27,6 +28,7 @@ const EXPECTED_COLUMNS: ExpectedColumns = {
     fingerprint: 'text',
     listen_date: 'date',
   },
+  musickpi_runs: RUNS_EXPECTED_COLUMNS,
   musickpi_lake: {
     id: 'boolean',
     lake: 'text',

@@ -11,12 +11,21 @@ import type pg from 'pg';
 import { MkpiError } from '../../../domain/errors.js';
 import { type GenreRow, type HourlyRow, type KpiTable } from '../../../domain/kpi.js';
 import { type LedgerEntry } from '../../../domain/ledger.js';
-import { type LoadBatch, type LoadResult, type QueryResult, type RunLock, type Warehouse } from '../../../domain/warehouse.js';
+import {
+  type ListRunsOptions,
+  type LoadBatch,
+  type LoadResult,
+  type QueryResult,
+  type RunLock,
+  type RunRecord,
+  type Warehouse,
+} from '../../../domain/warehouse.js';
 import { processAlive } from '../embedded/process.js';
 import { Connections, type Conn, type ConnectRetryNotice } from '../core/connection.js';
 import { GENRE_COLUMNS, HOURLY_COLUMNS, KPI_TABLE_NAMES } from '../core/kpi-columns.js';
 import { runLoad, type LoadDialect } from '../core/load.js';
 import { runUserQuery } from '../core/query.js';
+import { insertRunSql, isMissingTable, noRunsTable, runValues, selectRuns } from '../core/runs.js';
 import { type RetryClock } from '../core/retry.js';
 import { quoteSchema, renderTemplate, statements } from '../core/sql.js';
 import { checkIamRole, copyError, copySql } from './copy.js';
@@ -354,6 +363,25 @@ export class RedshiftWarehouse implements Warehouse {
         await c.query(setTimeoutSql(this.timeouts.statementTimeoutMs)).catch(() => undefined);
       }
     });
+  }
+
+  /** One INSERT in autocommit: its own transaction, no LOCK needed (no one updates the history), retried on a serializable conflict. */
+  async recordRun(run: RunRecord): Promise<void> {
+    const values = runValues(run);
+    await this.db.withWork('recording the run', (c) =>
+      retryConflicts(this.retry, async () => {
+        try {
+          await c.query(insertRunSql(this.quoted), values);
+        } catch (err) {
+          if (isMissingTable(err)) throw noRunsTable(this.schema, err);
+          throw err;
+        }
+      }),
+    );
+  }
+
+  async listRuns(opts: ListRunsOptions): Promise<RunRecord[]> {
+    return this.db.withWork('reading the run history', (c) => selectRuns(c, this.quoted, opts));
   }
 
   async close(): Promise<void> {

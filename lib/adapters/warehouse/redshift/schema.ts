@@ -4,6 +4,7 @@
 
 import type pg from 'pg';
 import { MkpiError } from '../../../domain/errors.js';
+import { RUNS_EXPECTED_COLUMNS } from '../core/runs.js';
 import { checkColumns, KPI_EXPECTED_COLUMNS, type ExpectedColumns } from '../core/columns.js';
 import { errCode } from '../core/errors.js';
 import { renderTemplate, statements } from '../core/sql.js';
@@ -38,6 +39,7 @@ const EXPECTED_COLUMNS: ExpectedColumns = {
     fingerprint: 'character varying',
     listen_date: 'date',
   },
+  musickpi_runs: RUNS_EXPECTED_COLUMNS,
   musickpi_lake: {
     id: 'boolean',
     lake: 'character varying',
