@@ -43,6 +43,7 @@ demo: build
 	$(BIN) query --quiet --home .musickpi/home 'select * from reporting_schema.genre_level_kpis order by listen_date, listen_count desc, track_genre limit 12'
 	$(BIN) report --quiet --home .musickpi/home --start 2024-06-01 --end 2024-06-03 --html $(DEMO_REPORT) > /dev/null
 	$(BIN) report --quiet --home .musickpi/home
+	$(BIN) runs --quiet --home .musickpi/home
 	@echo "report page: $(abspath $(DEMO_REPORT))"
 
 # The benchmark of issue 3, which doubles as a differential test against DuckDB: regenerates

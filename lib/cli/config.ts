@@ -161,6 +161,8 @@ export const OPTIONS = {
   },
   'strict-dates': { kind: 'boolean', describe: 'with --expect-dates: fail (exit 65) instead of warning', group: COMPUTE, default: false },
   html: { kind: 'string', describe: 'also write the report as one self-contained HTML page to this file', group: OUTPUT },
+  limit: { kind: 'number', describe: 'how many runs to list, newest first', group: OUTPUT, default: 20 },
+  status: { kind: 'string', describe: 'only the runs with this status: ok or failed', group: OUTPUT },
   'report-file': {
     kind: 'string',
     describe: 'also write the result (pretty JSON) to this file, failures included',
@@ -169,7 +171,7 @@ export const OPTIONS = {
 } as const satisfies Record<string, OptionSpec>;
 
 export type OptionName = keyof typeof OPTIONS;
-export type CommandName = 'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract' | 'report';
+export type CommandName = 'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract' | 'report' | 'runs';
 
 const LOG = ['log-format', 'verbose', 'debug', 'color'] as const;
 const OUT = ['json', 'quiet', 'silent', 'report-file', ...LOG] as const;
@@ -208,6 +210,7 @@ export const COMMAND_OPTIONS = {
   init: [...WH, ...OUT],
   query: [...WH, 'json', 'csv', 'quiet', ...LOG],
   report: [...WH, 'json', 'quiet', ...LOG, ...WINDOW, 'html'],
+  runs: [...WH, 'limit', 'status', 'json', 'quiet', ...LOG],
 } as const satisfies Record<CommandName, readonly OptionName[]>;
 
 /** The environment variable of an option: --max-bad-rows → MUSICKPI_MAX_BAD_ROWS. */
@@ -317,6 +320,8 @@ export interface Config {
   /** Positional arguments of the command (query's SQL, retract's keys). */
   positional: readonly string[];
   csv: boolean;
+  /** `runs`: how many runs to list, and of which status. */
+  runs: { limit: number; status: 'ok' | 'failed' | undefined } | undefined;
   /** report --html: the page to write (absolute), if any. */
   html: string | undefined;
 }
@@ -668,6 +673,16 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     });
   }
 
+  let runs: Config['runs'];
+  if (takes('limit')) {
+    const given = get('status');
+    const status = asString('status', given);
+    if (status !== undefined && status !== 'ok' && status !== 'failed') {
+      throw usage(`${given?.from ?? '--status'} must be ok or failed, not ${JSON.stringify(status)}`);
+    }
+    runs = Object.freeze({ limit: asNumber('limit', get('limit'), { min: 1, max: 100_000 }) ?? 20, status });
+  }
+
   const testEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (k.startsWith('MKPI_TEST_') && v !== undefined) testEnv[k] = v;
 
@@ -688,6 +703,7 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     rejects,
     warehouse,
     compute,
+    runs,
     testEnv: Object.freeze(testEnv),
     positional: Object.freeze([...(opts.positional ?? [])]),
     csv: takes('csv') ? asBoolean('csv', get('csv')) : false,

@@ -16,9 +16,10 @@ import * as query from './commands/query.js';
 import * as status from './commands/status.js';
 import * as retract from './commands/retract.js';
 import * as report from './commands/report.js';
+import * as runs from './commands/runs.js';
 import { COMPLETION_COMMAND, COMPLETION_DESCRIBE, completer } from './commands/completion.js';
 
-const COMMANDS = [run, validate, compute, archive, status, retract, init, query, report];
+const COMMANDS = [run, validate, compute, archive, status, retract, init, query, report, runs];
 const NAMES = [
   'run',
   'validate',
