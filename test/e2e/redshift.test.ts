@@ -102,6 +102,16 @@ describe('e2e: Redshift through the strict stand-in', function () {
       new (await import('@aws-sdk/client-s3')).ListObjectsV2Command({ Bucket: bucket, Prefix: 'staging/' }),
     );
     expect((staged.Contents ?? []).map((o) => o.Key)).to.deep.equal([]);
+    // The run history and the report page work on Redshift as on PostgreSQL.
+    const whArgs = ['--warehouse', rs.url(db), '--staging', `s3://${bucket}/staging/`];
+    const runs = await runCli(['runs', ...whArgs, '--json'], { env });
+    expect(runs.code, runs.stderr).to.equal(0);
+    expect(runs.json.map((x: { runId: string }) => x.runId)).to.deep.equal([r.json.runId]);
+    const page = join(copyLake('tiny'), 'report.html');
+    const report = await runCli(['report', ...whArgs, '--html', page, '--json'], { env });
+    expect(report.code, report.stderr).to.equal(0);
+    expect(report.json.hourly.length).to.be.greaterThan(0);
+    expect(rs.refused.slice(refusedBefore), 'statements the stand-in refused').to.deep.equal([]);
     // A re-run changes nothing.
     const again = await runCli(args, { env });
     expect(again.code, again.stderr).to.equal(0);
