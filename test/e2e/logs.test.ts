@@ -156,7 +156,7 @@ describe('e2e: shell completion', function () {
       const { stdout } = await promisify(execFile)('bash', ['-c', probe], {
         env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ''}`, CI: 'true' },
       });
-      expect(stdout.trim().split('\n').sort()).to.deep.equal(['retract', 'run']);
+      expect(stdout.trim().split('\n').sort()).to.deep.equal(['report', 'retract', 'run', 'runs']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

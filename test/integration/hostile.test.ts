@@ -409,6 +409,7 @@ describe('hostile input corpus (fixtures/hostile)', function () {
         'reporting_schema.musickpi_lake',
         'reporting_schema.musickpi_ledger',
         'reporting_schema.musickpi_ledger_dates',
+        'reporting_schema.musickpi_runs',
       ]);
       const ledger = await client.query('SELECT file_key FROM reporting_schema.musickpi_ledger');
       expect(ledger.rows.map((r) => r.file_key).sort()).to.deep.equal(rowFiles.map((n) => `streams/${n}`).sort());
