@@ -50,7 +50,7 @@ export const OPTIONS = {
     kind: 'string',
     describe: 'where the rejects CSV goes: a folder in the lake, a local path or an s3:// URI',
     group: LAKE,
-    defaultText: 'rejects/<run id>/ in the lake',
+    defaultText: 'rejects/<run id>/ in the lake; validate and --dry-run: a temp folder',
   },
   'keep-rejects': {
     kind: 'number',
@@ -63,7 +63,7 @@ export const OPTIONS = {
   's3-force-path-style': { kind: 'boolean', describe: 'path-style S3 URLs (MinIO, Ceph)', group: S3, default: false },
   warehouse: {
     kind: 'string',
-    describe: 'postgresql:// URL (put the password in PGPASSWORD or ~/.pgpass, not here)',
+    describe: 'postgresql:// or redshift:// URL (put the password in PGPASSWORD or ~/.pgpass, not here)',
     group: WAREHOUSE,
     defaultText: 'DATABASE_URL, then PG* variables, then the embedded PostgreSQL',
     secret: true,
@@ -112,7 +112,7 @@ export const OPTIONS = {
     default: false,
   },
   kpis: { kind: 'string', describe: 'KPI tables to compute: hourly, genre', group: COMPUTE, default: KPI_TABLES.join(',') },
-  'dry-run': { kind: 'boolean', describe: 'read, validate and compute; write nothing, move nothing', group: COMPUTE, default: false },
+  'dry-run': { kind: 'boolean', describe: 'write nothing, move nothing: report what would change', group: COMPUTE, default: false },
   'max-bad-rows': { kind: 'number', describe: 'bad stream rows tolerated before the run fails (exit 65)', group: COMPUTE, default: 0 },
   'max-orphan-rows': {
     kind: 'number',

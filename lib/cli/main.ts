@@ -38,9 +38,11 @@ function usageError(message: string, argv: string[]): MkpiError {
   const unknown = /^Unknown arguments?: (.+)$/.exec(message)?.[1]?.split(', ')[0];
   let text = message.replace(/\s+/g, ' ').trim();
   if (unknown !== undefined) {
+    // yargs names positionals and flags alike; only what was typed with dashes is an option.
+    const typedAsFlag = argv.some((a) => a === `-${unknown}` || a.startsWith(`--${unknown}`) || a.startsWith(`-${unknown}=`));
     const flag = unknown.length === 1 ? `-${unknown}` : `--${unknown}`;
     const guess = command ? closestOption(command, unknown) : undefined;
-    text = `unknown option ${flag}${guess ? ` (did you mean --${guess}?)` : ''}`;
+    text = typedAsFlag ? `unknown option ${flag}${guess ? ` (did you mean --${guess}?)` : ''}` : `unexpected argument ${unknown}`;
     if (!command && argv[0] && !argv[0].startsWith('-')) text = `unknown command ${argv[0]}`;
   } else if (/^Not enough arguments following: (.+)$/.test(message)) {
     text = `--${/^Not enough arguments following: (.+)$/.exec(message)![1]} needs a value`;

@@ -30,7 +30,7 @@ export function summary(r: RunReport): string {
     out.push(`  rejected    ${rej.length ? rej.join(', ') : 'none'}`);
     if (r.reread.length) out.push(`  late dates  re-read ${r.reread.length} loaded file(s)`);
   }
-  if (r.command === 'run' || r.command === 'compute') {
+  if (r.command === 'run' || r.command === 'compute' || r.command === 'retract') {
     const dates = [...new Set([...r.datesRecomputed.hourly, ...r.datesRecomputed.genre])].sort();
     out.push(`  dates       ${dates.length ? dates.join(', ') : 'none to recompute'}`);
     const verb = r.loaded ? 'written' : r.dryRun ? 'would write' : 'not loaded';
@@ -41,6 +41,13 @@ export function summary(r: RunReport): string {
   if (r.command === 'run' || r.command === 'archive') {
     out.push(`  archived    ${r.archived.length ? r.archived.map((a) => a.to).join(', ') : 'nothing'}`);
   }
+  if (r.command === 'retract') {
+    const verb = r.dryRun ? 'would retract' : 'retracted';
+    for (const x of r.retracted)
+      out.push(`  ${verb.padEnd(11)} ${x.file}${x.from && x.to && x.from !== x.to ? `: ${x.from} -> ${x.to}` : ''}`);
+  }
+  if (r.skippedRetracted.length) out.push(`  skipped     ${r.skippedRetracted.join(', ')} (copies of retracted files)`);
+  for (const u of r.unexpectedDates) out.push(`  unexpected  ${u.file}: ${u.dates.join(', ')}`);
   if (r.rejectsOutput) out.push(`  rejects     ${r.rejectsOutput}`);
   for (const w of r.warnings) out.push(`  warning     ${w}`);
   if (r.error) {

@@ -148,17 +148,23 @@ const lockStep = step('lock', async (r) => {
 const claimStep = step('claim', async (r) => {
   const warehouse = warehouseOf(r);
   const lake = r.opts.lake.root;
-  if (!r.report.dryRun) {
-    await warehouse.init();
-    await warehouse.claimLake(lake, { adopt: r.opts.adoptLake ?? false });
-    return;
-  }
-  // A dry run creates nothing, but still refuses a ledger that belongs to another lake.
-  const owner = await warehouse.lakeClaim();
-  if (owner !== null && owner !== lake && !r.opts.adoptLake) {
-    throw new MkpiError('MKPI_CONFIG', `schema holds the ledger of lake ${owner}; this run's lake is ${lake}`, {
-      hint: 'give this lake its own --schema, or pass --adopt-lake if the lake moved',
-    });
+  try {
+    if (!r.report.dryRun) {
+      await warehouse.init();
+      await warehouse.claimLake(lake, { adopt: r.opts.adoptLake ?? false });
+      return;
+    }
+    // A dry run creates nothing, but still refuses a ledger that belongs to another lake.
+    const owner = await warehouse.lakeClaim();
+    if (owner !== null && owner !== lake && !r.opts.adoptLake) {
+      throw new MkpiError('MKPI_CONFIG', `schema holds the ledger of lake ${owner}; this run's lake is ${lake}`, {
+        hint: 'give this lake its own --schema, or pass --adopt-lake if the lake moved',
+      });
+    }
+  } catch (err) {
+    // A mistyped lake path is "no input" (66), not "another lake": look before blaming the ledger.
+    if (err instanceof MkpiError && err.code === 'MKPI_CONFIG') await r.opts.lake.list(r.opts.layout.streams, [r.opts.layout.archive]);
+    throw err;
   }
 });
 

@@ -87,6 +87,7 @@ describe('e2e: a new user’s first hour', function () {
         [['validate', '--lak', lake], /unknown option --lak \(did you mean --lake\?\)/],
         [['validate'], /needs --lake/],
         [['rn'], /unknown command rn \(did you mean run\?\)/],
+        [['validate', '--lake', lake, 'extra'], /unexpected argument extra/],
       ];
       for (const [args, message] of cases) {
         const r = await runCli(args);
@@ -239,7 +240,8 @@ describe('e2e: a new user’s first hour', function () {
       const lines = (r.stderr + r.stdout).trimEnd().split('\n');
       expect(JSON.parse(lines[lines.length - 1])).to.deep.equal(r.json);
       // Failures too: a missing lake (66) still ends with the one-line report, `ok: false`.
-      const missing = await runCli(['run', '--lake', join(lake, 'nope'), '--warehouse', url, '--schema', 'missing_lake', '--json']);
+      // The schema already belongs to `lake`: a mistyped lake path is still 66 (no input), not 78.
+      const missing = await runCli(['run', '--lake', join(lake, 'nope'), '--warehouse', url, '--json']);
       expect(missing.code).to.equal(66);
       const last = (missing.stderr + missing.stdout).trimEnd().split('\n').pop()!;
       expect(JSON.parse(last)).to.include({ ok: false, command: 'run' });
