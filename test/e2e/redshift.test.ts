@@ -47,6 +47,25 @@ describe('e2e: Redshift through the strict stand-in', function () {
     }
   }
 
+  /** The tiny lake in a new bucket, a fresh database behind the stand-in, and the CLI's arguments and env for them. */
+  async function tinyOnS3(bucket: string, dbName: string) {
+    await s3.bucket(bucket);
+    await uploadDir(s3.client, copyLake('tiny'), bucket, 'music');
+    const dbUrl = await freshDatabase(dbName);
+    const db = new URL(dbUrl).pathname.slice(1);
+    const lakeArgs = [
+      '--lake',
+      `s3://${bucket}/music`,
+      '--s3-endpoint',
+      s3.endpoint,
+      '--s3-force-path-style',
+      '--warehouse',
+      rs.url(db),
+      '--json',
+    ];
+    return { dbUrl, db, lakeArgs, env: { ...s3.env, PGPASSWORD: rs.password } };
+  }
+
   /** The tables and exit code PostgreSQL gives for the same lake: the reference. */
   async function reference(fixture: string, extra: Record<string, string> = {}) {
     const url = await freshDatabase('rs_ref');
@@ -167,22 +186,8 @@ describe('e2e: Redshift through the strict stand-in', function () {
   for (const point of ['mid-copy', 'staged', 'mid-merge', 'before-commit', 'after-commit', 'after-archive-copy', 'after-archive-mark']) {
     it(`a run killed at ${point}, then a normal run, ends exactly like one clean run`, async () => {
       const bucket = `rs-kill-${point}`;
-      await s3.bucket(bucket);
-      await uploadDir(s3.client, copyLake('tiny'), bucket, 'music');
-      const dbUrl = await freshDatabase('rs_kill');
-      const db = new URL(dbUrl).pathname.slice(1);
-      const args = [
-        'run',
-        '--lake',
-        `s3://${bucket}/music`,
-        '--s3-endpoint',
-        s3.endpoint,
-        '--s3-force-path-style',
-        '--warehouse',
-        rs.url(db),
-        '--json',
-      ];
-      const env = { ...s3.env, PGPASSWORD: rs.password };
+      const { dbUrl, lakeArgs, env } = await tinyOnS3(bucket, 'rs_kill');
+      const args = ['run', ...lakeArgs];
       const killed = await runCli(args, { env: { ...env, MKPI_TEST_FAULT: point } });
       expect(killed.signal, killed.stderr).to.equal('SIGKILL');
       const rerun = await runCli(args, { env });
@@ -201,21 +206,7 @@ describe('e2e: Redshift through the strict stand-in', function () {
 
   it('a late file recomputes its dates over the archived files; a second run while the lease is held exits 75', async () => {
     const bucket = 'rs-late';
-    await s3.bucket(bucket);
-    await uploadDir(s3.client, copyLake('tiny'), bucket, 'music');
-    const dbUrl = await freshDatabase('rs_late');
-    const db = new URL(dbUrl).pathname.slice(1);
-    const args = [
-      '--lake',
-      `s3://${bucket}/music`,
-      '--s3-endpoint',
-      s3.endpoint,
-      '--s3-force-path-style',
-      '--warehouse',
-      rs.url(db),
-      '--json',
-    ];
-    const env = { ...s3.env, PGPASSWORD: rs.password };
+    const { dbUrl, db, lakeArgs: args, env } = await tinyOnS3(bucket, 'rs_late');
     // Without --staging, an S3 lake stages under _musickpi/staging/.
     const first = await runCli(['run', ...args], { env });
     expect(first.code, first.stderr).to.equal(0);

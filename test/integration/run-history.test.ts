@@ -10,37 +10,9 @@ import type { RunRecord, Warehouse } from '../../lib/domain/warehouse.js';
 import { freshDatabase, testDatabaseUrl } from '../support/pg.js';
 import { s3rverOptions, startRedshiftStandIn, type RedshiftStandIn } from '../support/redshift/index.js';
 import { startS3, type TestS3 } from '../support/s3.js';
+import { sampleRun as baseRun } from '../support/fakes/sample-run.js';
 
-function sampleRun(over: Partial<RunRecord> = {}): RunRecord {
-  return {
-    runId: 'r',
-    command: 'run',
-    startedAt: '2024-06-01T10:00:00.000Z',
-    finishedAt: '2024-06-01T10:00:02.500Z',
-    status: 'ok',
-    exitCode: 0,
-    errorCode: null,
-    errorMessage: null,
-    errorStage: null,
-    dryRun: false,
-    lake: '/data/lake',
-    rowsRead: 12,
-    completeRows: 10,
-    rejects: { malformed: 1, unknown_user: 1 },
-    hourlyRowsWritten: 3,
-    genreRowsWritten: 4,
-    datesRecomputed: { hourly: ['2024-06-01'], genre: ['2024-06-01'] },
-    filesLoaded: 2,
-    filesArchived: 2,
-    timings: { list: 3, total: 2500 },
-    version: '0.1.0',
-    airflowDagId: null,
-    airflowTaskId: null,
-    airflowRunId: null,
-    airflowTryNumber: null,
-    ...over,
-  };
-}
+const sampleRun = (over: Partial<RunRecord> = {}): RunRecord => baseRun({ runId: 'r', ...over });
 
 async function exec(config: string | pg.ClientConfig, sql: string): Promise<pg.QueryResult> {
   const c = new pg.Client(typeof config === 'string' ? { connectionString: config } : config);
