@@ -17,6 +17,10 @@ export type ErrorCode =
   | 'MKPI_RETRY_LATER'
   | 'MKPI_ARCHIVE_FAILED'
   | 'MKPI_INTERRUPTED'
+  | 'MKPI_PLAN_NOT_FOUND'
+  | 'MKPI_PLAN_MISMATCH'
+  | 'MKPI_PLAN_STALE'
+  | 'MKPI_SHARDS_INCOMPLETE'
   | 'MKPI_INTERNAL';
 
 export class MkpiError extends Error {

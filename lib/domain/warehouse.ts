@@ -2,7 +2,9 @@
 // Redshift adapter (staging through S3, a lock row) fits behind it as well as PostgreSQL.
 
 import type { GenreRow, HourlyRow } from './kpi.js';
+import type { Readable } from 'node:stream';
 import type { LedgerEntry } from './ledger.js';
+import type { PartRef } from './shards.js';
 
 /** The points of a load at which LoadBatch.onStep is called, in order. */
 export type LoadStep = 'mid-copy' | 'staged' | 'mid-merge' | 'merged' | 'before-commit' | 'committed';
@@ -144,4 +146,91 @@ export interface Warehouse {
   /** The history, newest first (by started_at, then run id); empty when the table does not exist. */
   listRuns(opts: ListRunsOptions): Promise<RunRecord[]>;
   close(): Promise<void>;
+}
+
+// ---- The warehouse engine (docs/scale.md): the warehouse joins and aggregates normalized parts. ----
+
+/** A stream file whose listens are staged for this run, by the `file_id` of its listens rows. */
+export interface EngineFile {
+  id: number;
+  fileKey: string;
+  fingerprint: string;
+}
+
+/** Where the parts are: keys under the staging root, readable by the adapter. */
+export interface EngineParts {
+  listens: PartRef[];
+  songs: PartRef[];
+  artists: PartRef[];
+  users: PartRef[];
+}
+
+export interface EngineStageInput {
+  parts: EngineParts;
+  /** Every file whose listens rows the parts hold (new files, and loaded files re-read for late dates). */
+  files: EngineFile[];
+  /** Reads a part's bytes (gzip as stored) from staging: how PostgreSQL's COPY FROM STDIN gets them. */
+  read(key: string, signal?: AbortSignal): Promise<Readable>;
+  /** `s3://bucket/key` of a part, when staging is on S3 (Redshift COPYs from there); else undefined. */
+  s3Uri?(key: string): string | undefined;
+  signal?: AbortSignal;
+}
+
+export interface EngineStaged {
+  songs: { valid: number; duplicates: number };
+  users: { valid: number; duplicates: number };
+  /** Orphan rows per staged file id: unknown_track (first), else unknown_user, as contract §3 orders them. */
+  orphans: Map<number, { unknown_track: number; unknown_user: number }>;
+  /** Complete rows per staged file id. */
+  complete: Map<number, number>;
+}
+
+/** A rejected row the warehouse decides: an orphan stream row, or a dimension row whose ID an earlier row holds. */
+export type EngineReject =
+  | { kind: 'orphan'; fileId: number; line: number; reason: 'unknown_track' | 'unknown_user'; userId: string; trackId: string }
+  | { kind: 'duplicate'; dimension: 'songs' | 'users'; line: number; id: string; firstLine: number };
+
+export interface EngineLoadBatch {
+  runId: string;
+  /** Per table, the dates recomputed over every counted listen (stored and staged). Absent: table untouched. */
+  hourly?: string[];
+  genre?: string[];
+  /**
+   * The staged files whose listens are kept in the warehouse (musickpi_listens) by this load,
+   * replacing any stored listens of the same (fileKey, fingerprint).
+   */
+  store: EngineFile[];
+  /** As LoadBatch: ledger upserts, twins retired, files retracted. */
+  ledger: LedgerEntry[];
+  retire?: { fileKey: string; fingerprint: string }[];
+  retract?: { fileKey: string; fingerprint: string }[];
+  /** A dry run: the KPIs are computed (rows counted) but nothing is written. */
+  dryRun?: boolean;
+  onStep?: (step: LoadStep) => Promise<void> | void;
+}
+
+/**
+ * One run's session on the warehouse: stage tables live as long as it does. The KPIs of a date
+ * are computed over the listens of every file that counts (a ledger row not retracted, not
+ * retired, plus this batch's entries): those stored in musickpi_listens and those staged now.
+ */
+export interface WarehouseEngine {
+  /** COPYs the parts into the session's stage tables and resolves the dimensions (first line wins). */
+  stage(input: EngineStageInput): Promise<EngineStaged>;
+  /**
+   * The warehouse-decided rejects, in the order the rejects CSV lists them: duplicates of songs
+   * by line, then of users by line, then orphans by (file id, line). Fetched in pages, so that
+   * memory stays flat however many there are.
+   */
+  rejects(): AsyncIterable<EngineReject>;
+  /** Which of these loaded files have their listens stored (by fileKey + '\n' + fingerprint). */
+  storedFiles(files: { fileKey: string; fingerprint: string }[]): Promise<Set<string>>;
+  /** The one load transaction (or, dry, just the counts): compute, delete the dates, insert, store listens, ledger. */
+  load(batch: EngineLoadBatch): Promise<LoadResult>;
+  close(): Promise<void>;
+}
+
+/** A warehouse that can run the warehouse engine. */
+export interface EngineWarehouse extends Warehouse {
+  openEngine(): Promise<WarehouseEngine>;
 }
