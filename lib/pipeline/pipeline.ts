@@ -1,141 +1,35 @@
 // The pipeline as a library: each command returns a RunReport and never touches `process`.
 // Errors end up in report.error with a stable code; the CLI alone maps codes to exit statuses.
 
-import type { Lake } from '../domain/lake.js';
-import { KPI_TABLES, type KpiTable } from '../domain/kpi.js';
+import { KPI_TABLES } from '../domain/kpi.js';
 import { type LedgerEntry } from '../domain/ledger.js';
-import { type Warehouse, type RunLock, type LoadBatch } from '../domain/warehouse.js';
+import { type LoadBatch } from '../domain/warehouse.js';
 import { MkpiError, toMkpiError } from '../domain/errors.js';
 import { FileMatcher, filesToReread, repairTwins, listStreamFiles, locate, planPending, type PendingFile } from '../stages/plan.js';
-import { type LakeLayout } from '../domain/layout.js';
 import { loadDimensions, scanStreamFile, type StreamScan } from '../stages/scan.js';
 import { create, result, type KpiState } from '../stages/reduce.js';
 import { RejectSink, pruneRejectFolders } from '../stages/rejects.js';
-import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel, type ParallelOptions } from './parallel-scan.js';
-import { archiveLoaded, type ArchiveFault } from '../stages/archive.js';
+import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel } from './parallel-scan.js';
+import { archiveLoaded } from '../stages/archive.js';
 import { buildBatch } from '../stages/load.js';
 import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS } from '../domain/reject-reasons.js';
 import { type Dimensions } from '../stages/validate.js';
 import { dateToDay, dayToDate } from '../domain/listen-time.js';
-import { newReport, setError, zeroReasons, type Command, type RunReport, type Stage } from './report.js';
-import type { KpiResult } from '../stages/reduce.js';
-import type { Plan } from '../stages/plan.js';
+import { newReport, setError, zeroReasons, type Command, type RunReport } from './report.js';
+import {
+  asPipelineError,
+  checkAborted,
+  joinRoot,
+  step,
+  Timer,
+  warehouseOf,
+  type PipelineEvent,
+  type PipelineOptions,
+  type Run,
+  type Step,
+} from './run.js';
 
-/**
- * Test-only points, in run order, at which `fault` is called (the CLI kills itself there under
- * MKPI_TEST_FAULT, or pauses under MKPI_TEST_PAUSE). 'mid-copy', 'staged', 'mid-merge',
- * 'merged', 'before-commit' are inside the load transaction; see ArchiveFault for the archive's.
- */
-export type FaultPoint =
-  | 'after-lock'
-  | 'after-list'
-  | 'mid-parse'
-  | 'after-scan'
-  | 'mid-copy'
-  | 'staged'
-  | 'mid-merge'
-  | 'merged'
-  | 'before-commit'
-  | 'after-commit'
-  | ArchiveFault;
-
-export type PipelineEvent =
-  | { type: 'stage'; stage: Stage; message: string }
-  | { type: 'progress'; rows: number; files: number; totalFiles: number }
-  | { type: 'warn'; message: string }
-  | { type: 'info'; message: string };
-
-export interface PipelineOptions {
-  command: Command;
-  lake: Lake;
-  layout: LakeLayout;
-  /** Required by every command but validate. */
-  warehouse?: Warehouse;
-  kpis?: KpiTable[];
-  dryRun?: boolean;
-  maxBadRows?: number;
-  maxOrphanRows?: number;
-  /** Key of the rejects CSV (in `rejectsLake`, else in the lake), or null to write none. */
-  rejectsKey?: string | null;
-  /** Another store for the rejects (a local folder, an s3:// URI); default: the lake. */
-  rejectsLake?: Lake;
-  /** After publishing, keep only the newest `keep` run folders under `prefix` (rejects/<run id>/). */
-  pruneRejects?: { prefix: string; keep: number };
-  /** Let this lake take over a schema whose ledger belongs to another lake (a moved lake). */
-  adoptLake?: boolean;
-  /**
-   * Listen dates (YYYY-MM-DD) to recompute over every loaded file that carries them, whether or
-   * not a new file does (`--date`, `--start/--end`): the late-file rule, on demand.
-   */
-  window?: string[];
-  /** New files' dates outside these are reported, and with `strict` stop the run before loading. */
-  expectDates?: { dates: string[]; text: string; strict: boolean };
-  /** `retract`: the keys of the loaded files to take back out (their key when loaded, or archived). */
-  retract?: string[];
-  runId: string;
-  signal?: AbortSignal;
-  onEvent?: (e: PipelineEvent) => void;
-  /** Test-only fault injection: called at each named point. */
-  fault?: (point: FaultPoint) => void | Promise<void>;
-  /** Reading new stream files in worker threads (parallel-scan.ts); absent: in the calling thread. */
-  parallel?: ParallelOptions;
-}
-
-class Timer {
-  private readonly t0 = performance.now();
-  constructor(private readonly report: RunReport) {}
-  async stage<T>(stage: Stage, fn: () => Promise<T>): Promise<T> {
-    const start = performance.now();
-    try {
-      return await fn();
-    } finally {
-      this.report.timings[stage] = Math.round((this.report.timings[stage] ?? 0) + performance.now() - start);
-    }
-  }
-  done(): void {
-    this.report.timings.total = Math.round(performance.now() - this.t0);
-  }
-}
-
-function checkAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new MkpiError('MKPI_INTERRUPTED', 'interrupted', { cause: signal.reason });
-}
-
-function asPipelineError(err: unknown, signal: AbortSignal | undefined): MkpiError {
-  if (signal?.aborted) return new MkpiError('MKPI_INTERRUPTED', 'interrupted', { cause: err });
-  return toMkpiError(err);
-}
-
-/** What the steps of one run share: each step reads what earlier steps left and adds its part. */
-interface Run {
-  opts: PipelineOptions;
-  kpis: KpiTable[];
-  report: RunReport;
-  timer: Timer;
-  emit: (e: PipelineEvent) => void;
-  warn: (message: string) => void;
-  /** The step running now, recorded with an error. */
-  step: string;
-  lock?: RunLock;
-  /** The ledger's files that count (twins repaired), or undefined when this command does not use it. */
-  ledger?: LedgerEntry[];
-  /** The ledger's retracted files: never loaded again, never re-read. */
-  retractedEntries: LedgerEntry[];
-  /** `retract`: the entries being taken out. */
-  retracting: LedgerEntry[];
-  repair: ReturnType<typeof repairTwins>;
-  plan?: Plan;
-  rejects?: RejectSink;
-  dims?: Dimensions;
-  state?: KpiState;
-  scans: StreamScan[];
-  byTable: Record<KpiTable, Set<string>>;
-  result?: KpiResult;
-}
-
-type Step = { name: string; run: (r: Run) => Promise<void> | void };
-
-const step = (name: string, run: (r: Run) => Promise<void> | void): Step => ({ name, run });
+export type { FaultPoint, PipelineEvent, PipelineOptions, EngineOptions } from './run.js';
 
 /** The run lock, held to the end of the run (a dry run writes nothing and takes none). */
 const lockStep = step('lock', async (r) => {
@@ -512,15 +406,6 @@ export async function runPipeline(opts: PipelineOptions): Promise<RunReport> {
     r.timer.done();
   }
   return report;
-}
-
-function warehouseOf(r: Run): Warehouse {
-  if (!r.opts.warehouse) throw new MkpiError('MKPI_INTERNAL', `${r.opts.command} needs a warehouse`);
-  return r.opts.warehouse;
-}
-
-function joinRoot(root: string, key: string): string {
-  return root.endsWith('/') ? root + key : `${root}/${key}`;
 }
 
 /** The one load transaction; interruptions are honoured up to the commit, never after. */
