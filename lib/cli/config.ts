@@ -11,6 +11,7 @@ import { MkpiError } from '../domain/errors.js';
 import { KPI_TABLES, type KpiTable } from '../domain/kpi.js';
 import type { LakeConnectOptions } from '../domain/lake.js';
 import { DEFAULT_LAYOUT, normalisePrefix, type LakeLayout } from '../domain/layout.js';
+import { RUN_ID_PATTERN } from '../domain/shards.js';
 
 type Kind = 'string' | 'number' | 'boolean';
 
@@ -83,9 +84,9 @@ export const OPTIONS = {
   },
   staging: {
     kind: 'string',
-    describe: 'Redshift: s3://bucket/prefix/ for the stage files COPY reads',
+    describe: 'where plans, normalized parts and Redshift stage files go: a folder or s3://bucket/prefix/ (Redshift: S3)',
     group: WAREHOUSE,
-    defaultText: '_musickpi/staging/ under an S3 lake',
+    defaultText: '_musickpi/staging/ under the lake',
   },
   'iam-role': {
     kind: 'string',
@@ -120,6 +121,26 @@ export const OPTIONS = {
     group: COMPUTE,
     defaultText: 'no limit: orphans only warn',
   },
+  engine: {
+    kind: 'string',
+    describe: 'stream: compute in this process; warehouse: normalize here, join and aggregate in the warehouse',
+    group: COMPUTE,
+    default: 'stream',
+  },
+  'run-id': {
+    kind: 'string',
+    describe: "the plan's id: plan writes it, normalize and --engine warehouse read it (e.g. Airflow's run_id)",
+    group: COMPUTE,
+    defaultText: 'this run plans for itself',
+  },
+  shards: {
+    kind: 'number',
+    describe:
+      'plan: how many shards to split the files into; normalize: N, with the index from JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX',
+    group: COMPUTE,
+    defaultText: 'plan: 1; a run that plans for itself: its workers',
+  },
+  shard: { kind: 'string', describe: 'normalize: the shard to write, i/N with i from 0', group: COMPUTE },
   workers: {
     kind: 'number',
     describe: 'worker threads reading stream files beside the main thread (0: the main thread alone)',
@@ -171,7 +192,8 @@ export const OPTIONS = {
 } as const satisfies Record<string, OptionSpec>;
 
 export type OptionName = keyof typeof OPTIONS;
-export type CommandName = 'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract' | 'report' | 'runs';
+export type CommandName =
+  'run' | 'validate' | 'compute' | 'archive' | 'init' | 'query' | 'status' | 'retract' | 'report' | 'runs' | 'plan' | 'normalize';
 
 const LOG = ['log-format', 'verbose', 'debug', 'color'] as const;
 const OUT = ['json', 'quiet', 'silent', 'report-file', ...LOG] as const;
@@ -194,6 +216,9 @@ const LOADING = [
   'kpis',
   'dry-run',
   ...GATES,
+  'engine',
+  'run-id',
+  'shards',
   ...WINDOW,
   ...EXPECT,
   ...OUT,
@@ -211,6 +236,8 @@ export const COMMAND_OPTIONS = {
   query: [...WH, 'json', 'csv', 'quiet', ...LOG],
   report: [...WH, 'json', 'quiet', ...LOG, ...WINDOW, 'html'],
   runs: [...WH, 'limit', 'status', 'json', 'quiet', ...LOG],
+  plan: [...LAKE_ROOT, ...DIMENSIONS, ...WH, 'adopt-lake', 'kpis', 'run-id', 'shards', ...OUT, ...OBSERVE],
+  normalize: [...LAKE_ROOT, ...DIMENSIONS, 'staging', 'run-id', 'shard', 'shards', ...OUT, ...OBSERVE],
 } as const satisfies Record<CommandName, readonly OptionName[]>;
 
 /** The environment variable of an option: --max-bad-rows → MUSICKPI_MAX_BAD_ROWS. */
@@ -268,6 +295,19 @@ export interface WarehouseConfig {
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
+/** The warehouse engine's plan and shards (docs/scale.md). */
+export interface EngineConfig {
+  engine: 'stream' | 'warehouse';
+  /** Where plans and parts go: an absolute folder or an s3:// URI. */
+  staging: string;
+  planId: string | undefined;
+  shards: number | undefined;
+  /** normalize: the shard to write (0-based). */
+  shard: { index: number; count: number } | undefined;
+  /** Uncompressed bytes at which a part rolls over (MKPI_TEST_PART_BYTES; default: normalize's). */
+  partBytes: number | undefined;
+}
+
 export interface ComputeConfig {
   kpis: KpiTable[];
   dryRun: boolean;
@@ -315,6 +355,8 @@ export interface Config {
   rejects: RejectsConfig | undefined;
   warehouse: WarehouseConfig | undefined;
   compute: ComputeConfig | undefined;
+  /** The warehouse engine: engine kind, staging, plan id and shards (run, compute, plan, normalize). */
+  engine: EngineConfig | undefined;
   /** MKPI_TEST_* variables (test hooks; empty in production). */
   testEnv: Readonly<Record<string, string>>;
   /** Positional arguments of the command (query's SQL, retract's keys). */
@@ -534,9 +576,15 @@ function observeOf(env: Env, cwd: string, get: (o: OptionName) => Source): Obser
 }
 
 /** The stage files' prefix: the flag, else `_musickpi/staging/` under an S3 lake (never under streams/). */
-function stagingOf(given: string | undefined, lakeUri: string | undefined): string | undefined {
+function stagingOf(given: string | undefined, lakeUri: string | undefined, warehouseUrl: string | undefined): string | undefined {
   if (given !== undefined) {
-    if (!/^s3:\/\/[^/]+/i.test(given)) throw usage(`--staging must be an s3://bucket/prefix/ URI, not ${JSON.stringify(given)}`);
+    if (!/^s3:\/\/[^/]+/i.test(given)) {
+      // A folder is staging for the warehouse engine on PostgreSQL; Redshift's COPY reads S3 only.
+      if (warehouseUrl !== undefined && /^redshift(\+iam)?:/i.test(warehouseUrl)) {
+        throw usage(`--staging must be an s3://bucket/prefix/ URI for Redshift, not ${JSON.stringify(given)}`);
+      }
+      return undefined;
+    }
     return given.endsWith('/') ? given : given + '/';
   }
   if (lakeUri && /^s3a?:\/\//i.test(lakeUri)) return `${lakeUri.replace(/^s3a:/i, 's3:').replace(/\/+$/, '')}/_musickpi/staging/`;
@@ -648,7 +696,7 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
       connectRetryMs: (asNumber('connect-timeout', get('connect-timeout'), { min: 0, max: 3600 }) ?? 30) * 1000,
       adoptLake: asBoolean('adopt-lake', get('adopt-lake')),
       redshift: Object.freeze({
-        staging: stagingOf(asString('staging', get('staging')), lake?.uri),
+        staging: stagingOf(asString('staging', get('staging')), lake?.uri, asString('warehouse', get('warehouse'))),
         iamRole: asString('iam-role', get('iam-role')),
         iam: asBoolean('redshift-iam', get('redshift-iam')),
         clusterId: asString('redshift-cluster-id', get('redshift-cluster-id')),
@@ -671,6 +719,49 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
       maxOrphanRows: asNumber('max-orphan-rows', get('max-orphan-rows'), { min: 0 }) ?? Infinity,
       workers: asNumber('workers', get('workers'), { min: 0, max: 64 }),
     });
+  }
+
+  let engine: EngineConfig | undefined;
+  if (takes('run-id')) {
+    const given = get('engine');
+    const kind = takes('engine') ? (asString('engine', given) ?? 'stream') : 'warehouse';
+    if (kind !== 'stream' && kind !== 'warehouse')
+      throw usage(`${given?.from ?? '--engine'} must be stream or warehouse, not ${JSON.stringify(kind)}`);
+    const idSource = get('run-id');
+    const planId = asString('run-id', idSource);
+    if (planId !== undefined && !RUN_ID_PATTERN.test(planId)) {
+      throw usage(`${idSource?.from ?? '--run-id'} ${JSON.stringify(planId)} is not a plan id: letters, digits and . _ : + - (up to 200)`);
+    }
+    const shards = asNumber('shards', get('shards'), { min: 1, max: 100_000 });
+    let shard: EngineConfig['shard'];
+    const shardSource = get('shard');
+    if (shardSource) shard = parseShardArg(String(shardSource.value), shardSource.from);
+    else if (command === 'normalize' && shards !== undefined) {
+      const index = env.JOB_COMPLETION_INDEX ?? env.AWS_BATCH_JOB_ARRAY_INDEX;
+      if (index === undefined)
+        throw usage('--shards without --shard needs JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX for the index');
+      shard = parseShardArg(
+        `${index}/${shards}`,
+        env.JOB_COMPLETION_INDEX !== undefined ? 'JOB_COMPLETION_INDEX' : 'AWS_BATCH_JOB_ARRAY_INDEX',
+      );
+    }
+    if (command === 'normalize' && shard === undefined) throw usage('normalize needs --shard i/N (i from 0)');
+    if (command === 'normalize' && planId === undefined) throw usage('normalize needs --run-id, the id its plan was made with');
+    if (kind === 'stream' && (planId !== undefined || shards !== undefined)) {
+      throw usage(`${planId !== undefined ? '--run-id' : '--shards'} goes with --engine warehouse`);
+    }
+    const stagingGiven = asString('staging', get('staging'));
+    const lakeUri = lake?.uri ?? '';
+    const staging =
+      stagingGiven !== undefined
+        ? /^[a-z][a-z0-9+.-]*:\/\//i.test(stagingGiven)
+          ? stagingGiven.replace(/^s3a:/i, 's3:')
+          : resolve(cwd, stagingGiven)
+        : /^s3a?:\/\//i.test(lakeUri)
+          ? `${lakeUri.replace(/^s3a:/i, 's3:').replace(/\/+$/, '')}/_musickpi/staging/`
+          : join(resolve(cwd, lakeUri.replace(/^file:\/\//i, '')), '_musickpi', 'staging');
+    const partBytes = env.MKPI_TEST_PART_BYTES ? Number(env.MKPI_TEST_PART_BYTES) : undefined;
+    engine = Object.freeze({ engine: kind, staging, planId, shards, shard: shard && Object.freeze(shard), partBytes });
   }
 
   let runs: Config['runs'];
@@ -703,12 +794,24 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     rejects,
     warehouse,
     compute,
+    engine,
     runs,
     testEnv: Object.freeze(testEnv),
     positional: Object.freeze([...(opts.positional ?? [])]),
     csv: takes('csv') ? asBoolean('csv', get('csv')) : false,
     html: ((f) => (f === undefined ? undefined : resolve(cwd, f)))(takes('html') ? asString('html', get('html')) : undefined),
   });
+}
+
+/** "i/N", 0 ≤ i < N: a shard of a plan. */
+export function parseShardArg(text: string, from = '--shard'): { index: number; count: number } {
+  const m = /^\s*(\d{1,6})\s*\/\s*(\d{1,6})\s*$/.exec(text);
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!(count >= 1 && index >= 0 && index < count)) {
+    throw usage(`${from} must be i/N with 0 ≤ i < N (shards count from 0), not ${JSON.stringify(text)}`);
+  }
+  return { index, count };
 }
 
 /** A section every caller of a command knows is there (its command takes those options). */

@@ -17,9 +17,11 @@ import * as status from './commands/status.js';
 import * as retract from './commands/retract.js';
 import * as report from './commands/report.js';
 import * as runs from './commands/runs.js';
+import * as plan from './commands/plan.js';
+import * as normalize from './commands/normalize.js';
 import { COMPLETION_COMMAND, COMPLETION_DESCRIBE, completer } from './commands/completion.js';
 
-const COMMANDS = [run, validate, compute, archive, status, retract, init, query, report, runs];
+const COMMANDS = [run, validate, compute, archive, status, retract, plan, normalize, init, query, report, runs];
 const NAMES = [
   'run',
   'validate',
@@ -27,6 +29,8 @@ const NAMES = [
   'archive',
   'status',
   'retract',
+  'plan',
+  'normalize',
   'init',
   'query',
   'report',

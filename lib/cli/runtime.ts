@@ -26,6 +26,8 @@ export interface Runtime {
   lake(): Lake;
   /** The warehouse of the configuration (opened once, closed and stopped by the runtime). */
   warehouse(): Promise<Warehouse>;
+  /** Runs `close` when the command ends, before the lake and warehouse close. */
+  onClose(close: () => Promise<void>): void;
   /** Test-only hooks (see testHooks); undefined in production. */
   fault: ((point: FaultPoint) => void | Promise<void>) | undefined;
 }
@@ -109,6 +111,9 @@ export async function withRuntime<T>(
         return opened.warehouse;
       })();
       return warehouse;
+    },
+    onClose(close) {
+      closers.push(close);
     },
     fault: hooks?.fault,
   };

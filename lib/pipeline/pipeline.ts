@@ -16,6 +16,7 @@ import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS } from '../domain/rejec
 import { type Dimensions } from '../stages/validate.js';
 import { dateToDay, dayToDate } from '../domain/listen-time.js';
 import { newReport, setError, zeroReasons, type Command, type RunReport } from './report.js';
+import { warehouseEngineSteps } from './warehouse-engine.js';
 import {
   asPipelineError,
   checkAborted,
@@ -350,7 +351,18 @@ const COMPUTE_STEPS = [
   loadStep,
 ];
 
-/** The steps each command is made of, in order. */
+/** The warehouse engine's commands (docs/scale.md), on the steps both engines share. */
+const ENGINE_STEPS = warehouseEngineSteps({
+  lock: lockStep,
+  claim: claimStep,
+  ledger: ledgerStep,
+  list: planStep,
+  rejects: rejectsStep,
+  gate: gateStep,
+  archive: archiveStep,
+});
+
+/** The steps each command is made of, in order (the streaming engine's, for run and compute). */
 export const COMMAND_STEPS: Record<Command, readonly Step[]> = {
   validate: [planStep, dimensionsStep, scanStep, rejectsStep, gateStep],
   compute: COMPUTE_STEPS,
@@ -367,6 +379,8 @@ export const COMMAND_STEPS: Record<Command, readonly Step[]> = {
     retractLoadStep,
     moveRetractedStep,
   ],
+  plan: ENGINE_STEPS.plan,
+  normalize: ENGINE_STEPS.normalize,
 };
 
 export async function runPipeline(opts: PipelineOptions): Promise<RunReport> {
@@ -390,10 +404,14 @@ export async function runPipeline(opts: PipelineOptions): Promise<RunReport> {
     repair: { ledger: [], retire: [], keepers: [] },
     scans: [],
     byTable: { hourly: new Set(), genre: new Set() },
+    cleanups: [],
   };
   try {
-    if (opts.command !== 'validate' && !opts.warehouse) throw new MkpiError('MKPI_INTERNAL', `${opts.command} needs a warehouse`);
-    for (const s of COMMAND_STEPS[opts.command]) {
+    if (opts.command !== 'validate' && opts.command !== 'normalize' && !opts.warehouse) {
+      throw new MkpiError('MKPI_INTERNAL', `${opts.command} needs a warehouse`);
+    }
+    const warehouseEngine = opts.engine !== undefined && (opts.command === 'run' || opts.command === 'compute');
+    for (const s of warehouseEngine ? ENGINE_STEPS[opts.command as 'run' | 'compute'] : COMMAND_STEPS[opts.command]) {
       r.step = s.name;
       await s.run(r);
     }
@@ -402,6 +420,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<RunReport> {
     setError(report, asPipelineError(err, opts.signal), r.step);
   } finally {
     r.rejects?.dispose();
+    for (const cleanup of r.cleanups) await cleanup().catch(() => undefined);
     if (r.lock) await r.lock.release().catch(() => undefined);
     r.timer.done();
   }

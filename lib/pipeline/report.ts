@@ -8,8 +8,9 @@ import type { KpiTable } from '../domain/kpi.js';
 import type { MkpiError } from '../domain/errors.js';
 import { redact } from '../domain/errors.js';
 
-export type Command = 'run' | 'validate' | 'compute' | 'archive' | 'retract';
-export type Stage = 'list' | 'dimensions' | 'streams' | 'reread' | 'compute' | 'load' | 'archive' | 'retract' | 'total';
+export type Command = 'run' | 'validate' | 'compute' | 'archive' | 'retract' | 'plan' | 'normalize';
+export type Stage =
+  'list' | 'dimensions' | 'streams' | 'reread' | 'normalize' | 'stage' | 'compute' | 'load' | 'archive' | 'retract' | 'total';
 
 export interface FileReport {
   name: string;
@@ -82,6 +83,22 @@ export interface RunReport {
    * 'not recorded: <why>'; null when the command never got as far as trying.
    */
   history: string | null;
+  /** Which engine computed the KPIs: 'stream' (in this process) or 'warehouse' (docs/scale.md). */
+  engine: 'stream' | 'warehouse';
+  /** The warehouse engine's plan: its id (`--run-id`), shards, and where its staging is. */
+  plan: PlanReport | null;
+}
+
+export interface PlanReport {
+  id: string;
+  shards: number;
+  staging: string;
+  /** Planned bytes per shard (dimension files included). */
+  shardBytes: number[];
+  /** `normalize`: the shard it wrote (0-based), its parts and the rows in them. */
+  shard?: { index: number; parts: number; listens: number; rejects: number };
+  /** The run: shards normalized by this process (all of them when it planned for itself). */
+  normalizedHere?: number[];
 }
 
 export function zeroReasons(): Record<RejectReason, number> {
@@ -125,6 +142,8 @@ export function newReport(command: Command, runId: string, lake: string, kpis: K
     warnings: [],
     timings: {},
     history: null,
+    engine: 'stream',
+    plan: null,
   };
 }
 

@@ -158,6 +158,8 @@ export interface Run {
   byTable: Record<KpiTable, Set<string>>;
   result?: KpiResult;
   wh?: EngineRun;
+  /** Run at the end of the run, whatever happened (sessions to close). */
+  cleanups: (() => Promise<void>)[];
 }
 
 export type Step = { name: string; run: (r: Run) => Promise<void> | void };

@@ -10,7 +10,12 @@
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync, createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import type { Lake } from '../domain/lake.js';
+import { MkpiError } from '../domain/errors.js';
+import { CsvParseStream, type CsvBatch } from './parse.js';
 import { csvField } from '../domain/text.js';
 
 const FLUSH_AT = 1 << 20;
@@ -18,8 +23,39 @@ export const REJECTS_HEADER = 'file,line,reason,detail,raw\n';
 
 /** One line of the rejects CSV. */
 export function rejectLine(file: string, line: number, reason: string, detail: string, fields: readonly string[]): string {
-  const raw = fields.map(csvField).join(',');
+  return renderedLine(file, line, reason, detail, fields.map(csvField).join(','));
+}
+
+/** One line of the rejects CSV whose raw column is already rendered (as a rejects part holds it). */
+export function renderedLine(file: string, line: number, reason: string, detail: string, raw: string): string {
   return `${csvField(file)},${line},${reason},${csvField(detail)},${csvField(raw)}\n`;
+}
+
+/** One row of a rejects CSV (or of a rejects part: the same lines without the header). */
+export interface RejectRecord {
+  file: string;
+  line: number;
+  reason: string;
+  detail: string;
+  raw: string;
+}
+
+/**
+ * The rows of a gzip rejects part, as written by normalize (lines of rejectLine, no header), in
+ * their order. Streams: memory stays flat however many rows the part holds.
+ */
+export async function* readRejectLines(source: Readable): AsyncGenerator<RejectRecord> {
+  const parser = new CsvParseStream();
+  const gunzip = createGunzip();
+  const done = pipeline(source, gunzip, parser);
+  done.catch(() => undefined);
+  for await (const batch of parser as AsyncIterable<CsvBatch>) {
+    for (const f of batch.fields) {
+      if (f.length !== 5) throw new MkpiError('MKPI_INTERNAL', `a rejects part holds a record of ${f.length} fields, not 5`);
+      yield { file: f[0], line: Number(f[1]), reason: f[2], detail: f[3], raw: f[4] };
+    }
+  }
+  await done;
 }
 
 /** Buffered, synchronous appends to one file: rejects lines, with or without the CSV header. */
@@ -132,6 +168,12 @@ export class RejectSink implements RejectWriter {
 
   add(file: string, line: number, reason: string, detail: string, fields: readonly string[]): void {
     this.file.add(file, line, reason, detail, fields);
+  }
+
+  /** Adds a row whose raw column is already rendered (a rejects part's row, or '' for a row the warehouse decided). */
+  addRendered(file: string, line: number, reason: string, detail: string, raw: string): void {
+    this.file.count++;
+    this.file.push(renderedLine(file, line, reason, detail, raw));
   }
 
   /** Appends a closed RejectSpool's rows (`count` of them), after the rows written so far. */

@@ -2,11 +2,11 @@
 // configuration, the library run, and its report as the outcome (JSON and summary).
 
 import { isAbsolute } from 'node:path';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { REOPEN_MODULE } from '../../adapters/lake/reopen.js';
 import { openLake } from '../../adapters/lake/open.js';
 import { LocalLake } from '../../adapters/lake/local.js';
-import { runPipeline } from '../../pipeline/pipeline.js';
+import { runPipeline, type EngineOptions } from '../../pipeline/pipeline.js';
 import { newReport, setError, type Command, type RunReport } from '../../pipeline/report.js';
 import type { Lake } from '../../domain/lake.js';
 import type { RunRecord, Warehouse } from '../../domain/warehouse.js';
@@ -59,7 +59,7 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
   const lake = rt.lake();
   let warehouse;
   try {
-    warehouse = command === 'validate' ? undefined : await rt.warehouse();
+    warehouse = command === 'validate' || command === 'normalize' ? undefined : await rt.warehouse();
   } catch (err) {
     // Still one run report, so scripts parse failures the same way.
     const e = toMkpiError(err);
@@ -68,6 +68,7 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
     report.history = `not recorded: the warehouse could not be opened (${e.code})`;
     return outcome(report);
   }
+  const engine = engineOptions(rt, command);
   const rejects = config.rejects ? rejectsPlan(config, runId, (command === 'run' || command === 'compute') && !dryRun) : undefined;
   const report = await runPipeline({
     command,
@@ -94,11 +95,34 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
       lake: { module: REOPEN_MODULE, uri: lakeConfig.uri, s3: lakeConfig.s3 },
       ...(compute?.workers !== undefined ? { workers: compute.workers } : {}),
     },
+    ...(engine ? { engine } : {}),
   });
   rt.progress.stop();
   if (warehouse) await recordHistory(rt, warehouse, report, startedAt);
-  else report.history = 'not recorded: validate opens no warehouse';
+  else report.history = `not recorded: ${command} opens no warehouse`;
   return outcome(report);
+}
+
+/**
+ * The warehouse engine's options (docs/scale.md), for `plan`, `normalize`, and run/compute with
+ * --engine warehouse: the staging lake, and how worker threads reopen it.
+ */
+function engineOptions(rt: Runtime, command: Command): EngineOptions | undefined {
+  const e = rt.config.engine;
+  if (!e || (e.engine === 'stream' && (command === 'run' || command === 'compute'))) return undefined;
+  const s3 = rt.config.lake?.s3 ?? {};
+  const staging = openLake(e.staging, s3);
+  rt.onClose(() => staging.close());
+  // A run that plans for itself makes one shard per worker thread (at least one).
+  const workers = rt.config.compute?.workers ?? Math.min(2, availableParallelism());
+  return {
+    staging,
+    stagingSpec: { module: REOPEN_MODULE, uri: e.staging, s3 },
+    ...(e.planId !== undefined ? { planId: e.planId } : {}),
+    shards: e.shards ?? (command === 'plan' ? 1 : Math.max(1, workers)),
+    ...(e.shard ? { shard: e.shard } : {}),
+    ...(e.partBytes !== undefined ? { partBytes: e.partBytes } : {}),
+  };
 }
 
 /** What musickpi_runs keeps of a finished run. */

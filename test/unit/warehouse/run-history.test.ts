@@ -127,6 +127,7 @@ describe('run history: recorded by the CLI after the pipeline', function () {
       interruptedBy: () => undefined,
       lake: () => local,
       warehouse: typeof wh === 'function' ? wh : async () => wh,
+      onClose: () => undefined,
       fault: undefined,
     };
     return { rt, warnings };
