@@ -311,10 +311,11 @@ const engineStageStep = step('stage', async (r) => {
   );
   const songs = r.report.dimensions.songs!;
   const users = r.report.dimensions.users!;
+  // As the streaming engine counts them: valid rows that entered the dimension, duplicates apart.
   songs.duplicates = staged.songs.duplicates;
-  songs.valid = staged.songs.valid;
+  songs.valid -= staged.songs.duplicates;
   users.duplicates = staged.users.duplicates;
-  users.valid = staged.users.valid;
+  users.valid -= staged.users.duplicates;
   r.report.totals.duplicateSongs = songs.duplicates;
   r.report.totals.duplicateUsers = users.duplicates;
   if (songs.duplicates > 0) r.warn(`${songs.file}: ${songs.duplicates} duplicate track_id row(s); the first row of each wins`);
