@@ -83,10 +83,10 @@ async function run(
     if (!how.plan) return await runPipeline({ ...base, engine });
     const planId = `plan-${runId}`;
     const planned = await runPipeline({ ...base, command: 'plan', engine: { ...engine, planId } });
-    expect(planned.error, 'plan').to.equal(null);
+    expect(planned.error, `plan: ${JSON.stringify(planned.error)}`).to.equal(null);
     for (const index of how.plan) {
       const n = await runPipeline({ ...base, command: 'normalize', warehouse: undefined, engine: { ...engine, planId, shard: { index, count: how.shards } } });
-      expect(n.error, `normalize ${index}`).to.equal(null);
+      expect(n.error, `normalize ${index}: ${JSON.stringify(n.error)}`).to.equal(null);
     }
     return await runPipeline({ ...base, engine: { ...engine, planId } });
   } finally {
@@ -184,7 +184,10 @@ async function expectSame(dir: string, how: EngineRun, what: string, command: 'c
   rb.forEach((r, i) => {
     expect(r[4], `${what}: rejects row ${i} raw`).to.equal(WAREHOUSE_DECIDED.has(r[2]) ? '' : ra[i][4]);
   });
-  if (command === 'run') expect(existsSync(join(dir, '_musickpi', 'staging')) ? readdirSync(join(dir, '_musickpi', 'staging')) : []).to.deep.equal([]);
+  if (command === 'run') {
+    const staging = join(dir, '_musickpi', 'staging');
+    expect(existsSync(staging) ? (await new LocalLake(staging).list('')).map((o) => o.key) : [], 'staging left').to.deep.equal([]);
+  }
 }
 
 function copyLakeOf(dir: string): string {
@@ -254,7 +257,8 @@ describe('warehouse engine = streaming engine (PostgreSQL)', function () {
     const engine = { staging: new LocalLake(staging), stagingSpec: { module: REOPEN_MODULE, uri: staging }, shards: 3, planId: 'p1' };
     const base = { lake: new LocalLake(dir), layout: DEFAULT_LAYOUT, warehouse, runId: '20240601T000000Z-inc001', maxBadRows: 1_000_000 };
     try {
-      expect((await runPipeline({ ...base, command: 'plan', engine })).error).to.equal(null);
+      const planned = await runPipeline({ ...base, command: 'plan', engine });
+      expect(planned.error, JSON.stringify(planned.error)).to.equal(null);
       expect((await runPipeline({ ...base, command: 'normalize', engine: { ...engine, shard: { index: 1, count: 3 } } })).error).to.equal(null);
       const r = await runPipeline({ ...base, command: 'run', engine });
       expect(r.error?.code).to.equal('MKPI_SHARDS_INCOMPLETE');
