@@ -53,6 +53,12 @@ export const DEFAULT_PART_BYTES = 256 * 1024 * 1024;
 /** Text gathered before it is handed to a part's gzip stream: fewer, larger writes. */
 const FLUSH_CHARS = 64 * 1024;
 const GZIP_HIGH_WATER = 256 * 1024;
+/**
+ * Compression level of the parts. Level 1 compresses a listens part at about twice the speed of
+ * the default 6 for some 13% more bytes (3M listens: 1.9 s against 3.7 s of CPU, 51 MB against
+ * 45 MB): gzip is most of a shard's CPU, and the parts are read once, by the warehouse's COPY.
+ */
+const GZIP_LEVEL = 1;
 
 export interface NormalizeJob {
   runId: string;
@@ -96,7 +102,7 @@ class GzipPart {
     signal: AbortSignal | undefined,
   ) {
     // zlib streams take the stream options too, which ZlibOptions does not declare.
-    this.gz = createGzip({ writableHighWaterMark: GZIP_HIGH_WATER } as ZlibOptions);
+    this.gz = createGzip({ level: GZIP_LEVEL, writableHighWaterMark: GZIP_HIGH_WATER } as ZlibOptions);
     const counter = new Transform({
       transform: (chunk: Buffer, _enc, cb) => {
         this.stored += chunk.length;

@@ -9,6 +9,7 @@ import type { KpiTable } from '../domain/kpi.js';
 import type { LakeLayout } from '../domain/layout.js';
 import { MkpiError } from '../domain/errors.js';
 import { compareCodePoints } from '../domain/text.js';
+import type { NormalizeJob } from './normalize.js';
 import {
   MANIFEST_VERSION,
   PLAN_VERSION,
@@ -222,6 +223,23 @@ export async function checkShards(staging: Lake, plan: ShardPlan, signal?: Abort
     );
   }
   return manifests;
+}
+
+/** What `normalize` does for one shard of the plan: its files (plan order) and dimensions. */
+export function jobOf(plan: ShardPlan, shard: number): NormalizeJob {
+  if (!Number.isInteger(shard) || shard < 0 || shard >= plan.shards) {
+    throw new MkpiError('MKPI_USAGE', `run ${plan.runId} has shards 0-${plan.shards - 1}, not ${shard}`, {
+      hint: `the plan was made for ${plan.shards} shard${plan.shards === 1 ? '' : 's'}: use --shard i/${plan.shards}`,
+      details: { shard, shards: plan.shards },
+    });
+  }
+  return {
+    runId: plan.runId,
+    shard,
+    shards: plan.shards,
+    files: plan.files.filter((f) => f.shard === shard).map((f) => ({ id: f.id, key: f.key, fingerprint: f.fingerprint })),
+    dimensions: plan.dimensions.filter((d) => d.shard === shard),
+  };
 }
 
 const SHARD_SPEC = /^(\d{1,9})\/(\d{1,9})$/;

@@ -8,6 +8,8 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
 import { isMkpiError } from '../../../lib/domain/errors.js';
@@ -344,5 +346,56 @@ describe('stages/normalize: a plan gone stale', () => {
       expect(await codeOf(normalizeShard(lake, staging, job, {})), change).to.equal('MKPI_PLAN_STALE');
       expect(staging.has(manifestKey('run-1', 0, 1)), change).to.equal(false);
     }
+  });
+});
+
+/** A lake that counts the bytes its readers took. */
+class CountingLake extends MemoryLake {
+  taken = 0;
+  override async read(key: string, signal?: AbortSignal): Promise<Readable> {
+    const inner = await super.read(key, signal);
+    const count = (n: number) => (this.taken += n);
+    async function* counted(): AsyncGenerator<Buffer> {
+      for await (const c of inner as AsyncIterable<Buffer>) {
+        count(c.length);
+        yield c;
+      }
+    }
+    return Readable.from(counted(), { objectMode: true, highWaterMark: 1 });
+  }
+}
+
+/** A staging lake whose writes take no byte until released: a store that does not keep up. */
+class StalledLake extends MemoryLake {
+  release!: () => void;
+  private readonly gate = new Promise<void>((r) => (this.release = r));
+  override async write(key: string, body: Readable, signal?: AbortSignal): Promise<void> {
+    await this.gate;
+    return super.write(key, body, signal);
+  }
+}
+
+describe('stages/normalize: memory stays bounded', () => {
+  it('stops reading while the staging lake does not take the parts (backpressure), then finishes', async () => {
+    const lake = new CountingLake();
+    lake.put('songs.csv', SONGS);
+    lake.put('users.csv', USERS);
+    let big = 'user_id,track_id,listen_time\n';
+    for (let i = 0; i < 150_000; i++)
+      big += `user-${i % 977},track-${(i * 7919) % 100_003},2024-06-0${1 + (i % 3)} ${String(i % 24).padStart(2, '0')}:00:00\n`;
+    lake.put('streams/big.csv', big);
+    const staging = new StalledLake();
+    const job = await jobFor(lake, { files: ['streams/big.csv'] });
+    job.dimensions = [];
+    const run = normalizeShard(lake, staging, job, {});
+    await sleep(400);
+    // What is held is the parts' buffers (a few hundred KB), not the file.
+    expect(lake.taken).to.be.below(2_000_000);
+    expect(big.length).to.be.above(6_000_000);
+    staging.release();
+    const m = await run;
+    expect(lake.taken).to.equal(big.length);
+    expect(m.files[0].listens).to.equal(150_000);
+    expect(m.parts.listens[0].rows).to.equal(150_000);
   });
 });

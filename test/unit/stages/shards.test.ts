@@ -9,7 +9,7 @@ import { isMkpiError } from '../../../lib/domain/errors.js';
 import { DEFAULT_LAYOUT } from '../../../lib/domain/layout.js';
 import type { LakeObject } from '../../../lib/domain/lake.js';
 import { MANIFEST_VERSION, manifestKey, planKey, type ShardManifest, type ShardPlan } from '../../../lib/domain/shards.js';
-import { assignShards, checkShards, makePlan, parseShard, readManifest, readPlan, writePlan } from '../../../lib/stages/shards.js';
+import { assignShards, checkShards, jobOf, makePlan, parseShard, readManifest, readPlan, writePlan } from '../../../lib/stages/shards.js';
 import { MemoryLake } from '../../support/fakes/memory-lake.js';
 
 async function codeOf(
@@ -264,5 +264,23 @@ describe('stages/shards: parseShard', () => {
     for (const s of ['16/16', '1/0', '0/0', '-1/4', '1', '1/2/3', ' 1/2', '1/2 ', 'a/b', '1.5/4', '', '/4']) {
       expect((await codeOf(() => parseShard(s))).code, s).to.equal('MKPI_USAGE');
     }
+  });
+});
+
+describe('stages/shards: jobOf', () => {
+  it('hands a shard its files in plan order and its dimensions', async () => {
+    const plan = samplePlan();
+    expect(jobOf(plan, 2)).to.deep.equal({
+      runId: 'run-1',
+      shard: 2,
+      shards: 3,
+      files: [
+        { id: 2, key: 'streams/b.csv', fingerprint: '300:1' },
+        { id: 3, key: 'streams/c.csv.gz', fingerprint: '300:1' },
+      ],
+      dimensions: [],
+    });
+    expect(jobOf(plan, 1).dimensions.map((d) => d.kind)).to.deep.equal(['songs', 'users']);
+    expect((await codeOf(() => jobOf(plan, 3))).code).to.equal('MKPI_USAGE');
   });
 });
