@@ -13,7 +13,6 @@
 // read before a corrupt gzip member's damage stay in the parts, as they stay in the stream
 // engine's rejects output; nothing of such a run is ever loaded.
 
-import { once } from 'node:events';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, type Gzip, type ZlibOptions } from 'node:zlib';
@@ -92,6 +91,7 @@ class GzipPart {
   private readonly gz: Gzip;
   private buf: string[] = [];
   private bufChars = 0;
+  private closing = false;
   private readonly settled: Promise<void>;
   private writeError: Error | undefined;
   private pipeError: Error | undefined;
@@ -139,14 +139,30 @@ class GzipPart {
     this.bufChars = 0;
   }
 
+  /** Whether the parser must wait for this part: its gzip stream is full, or it failed. Never once it is closing. */
   get needsDrain(): boolean {
-    return this.gz.writableNeedDrain || this.gz.destroyed;
+    return !this.closing && (this.gz.writableNeedDrain || this.gz.destroyed);
   }
 
   async drained(): Promise<void> {
+    const gz = this.gz;
     try {
-      if (this.gz.destroyed) throw new Error('closed');
-      if (this.gz.writableNeedDrain) await once(this.gz, 'drain');
+      await new Promise<void>((resolve, reject) => {
+        if (gz.destroyed) return reject(new Error(`${this.key}: the part's stream closed early`));
+        if (!gz.writableNeedDrain) return resolve();
+        const done = (err?: Error) => {
+          gz.off('drain', onDrain);
+          gz.off('close', onClose);
+          gz.off('error', done);
+          if (err) reject(err);
+          else resolve();
+        };
+        const onDrain = () => done();
+        const onClose = () => done(new Error(`${this.key}: the part's stream closed early`));
+        gz.on('drain', onDrain);
+        gz.on('close', onClose);
+        gz.on('error', done);
+      });
     } catch (err) {
       await this.settled;
       throw this.failure ?? err;
@@ -154,6 +170,7 @@ class GzipPart {
   }
 
   async close(): Promise<PartRef> {
+    this.closing = true;
     this.flush();
     this.gz.end();
     await this.settled;

@@ -93,7 +93,7 @@ describe('pipeline/normalize-workers: shards in worker threads', () => {
       lake,
       staging: openLake(here),
       workers: 1,
-      partBytes: 200_000,
+      partBytes: 50_000,
       onRows: (n) => (rowsHere += n),
     });
     const b = await normalizeShards(jobs, {
@@ -102,7 +102,7 @@ describe('pipeline/normalize-workers: shards in worker threads', () => {
       lakeSpec: { module: REOPEN_MODULE, uri: lakeDir },
       stagingSpec: { module: REOPEN_MODULE, uri: there },
       workers: 2,
-      partBytes: 200_000,
+      partBytes: 50_000,
       onRows: (n) => (rowsThere += n),
     });
     expect(b.map((m) => m.shard)).to.deep.equal([0, 1, 2]);
