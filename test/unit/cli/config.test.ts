@@ -108,7 +108,45 @@ describe('config: flags > MUSICKPI_* > defaults', () => {
     expect(resolveConfig('init', {}, { env: { ...HOME, MUSICKPI_STAGING: 's3://x/y/' } }).warehouse!.redshift.staging).to.equal(
       's3://x/y/',
     );
-    expect(usageCode(() => resolveConfig('run', { lake: '/l', staging: '/tmp/stage' }, { env: HOME }))).to.equal('MKPI_USAGE');
+    // A folder is staging for the warehouse engine on PostgreSQL; Redshift's COPY needs S3.
+    const local = resolveConfig('run', { lake: '/l', staging: '/tmp/stage', engine: 'warehouse' }, { env: HOME });
+    expect(local.warehouse!.redshift.staging).to.equal(undefined);
+    expect(local.engine).to.deep.include({ engine: 'warehouse', staging: '/tmp/stage' });
+    const rs = { lake: '/l', staging: '/tmp/stage', warehouse: 'redshift://u@c.example.com:5439/db' };
+    expect(usageCode(() => resolveConfig('run', rs, { env: HOME }))).to.equal('MKPI_USAGE');
+  });
+
+  it('the warehouse engine: --engine, --run-id, --shards, --shard i/N or the index from the scheduler; staging under the lake', () => {
+    const c = (cmd: 'run' | 'plan' | 'normalize', argv: Record<string, unknown>, env: Record<string, string> = {}) =>
+      resolveConfig(cmd, argv, { env: { ...HOME, ...env }, cwd: '/work' }).engine;
+    expect(c('run', { lake: '/l' })).to.deep.include({ engine: 'stream', planId: undefined, staging: '/l/_musickpi/staging' });
+    expect(c('run', { lake: 's3://b/m', engine: 'warehouse' })!.staging).to.equal('s3://b/m/_musickpi/staging/');
+    expect(c('plan', { lake: 'lake', 'run-id': 'scheduled__2024-06-01T00:00:00+00:00', shards: '16' })).to.deep.include({
+      engine: 'warehouse',
+      planId: 'scheduled__2024-06-01T00:00:00+00:00',
+      shards: 16,
+      staging: '/work/lake/_musickpi/staging',
+    });
+    expect(c('normalize', { lake: '/l', 'run-id': 'r', shard: '3/16' })!.shard).to.deep.equal({ index: 3, count: 16 });
+    expect(c('normalize', { lake: '/l', 'run-id': 'r', shards: '4' }, { JOB_COMPLETION_INDEX: '2' })!.shard).to.deep.equal({
+      index: 2,
+      count: 4,
+    });
+    expect(c('normalize', { lake: '/l', 'run-id': 'r', shards: '4' }, { AWS_BATCH_JOB_ARRAY_INDEX: '3' })!.shard).to.deep.equal({
+      index: 3,
+      count: 4,
+    });
+    for (const bad of [
+      () => c('normalize', { lake: '/l', 'run-id': 'r', shard: '4/4' }),
+      () => c('normalize', { lake: '/l', 'run-id': 'r' }),
+      () => c('normalize', { lake: '/l', shard: '0/1' }),
+      () => c('normalize', { lake: '/l', 'run-id': 'r', shards: '4' }),
+      () => c('run', { lake: '/l', 'run-id': 'r' }),
+      () => c('run', { lake: '/l', engine: 'duckdb' }),
+      () => c('plan', { lake: '/l', 'run-id': '../x' }),
+    ]) {
+      expect(usageCode(bad)).to.equal('MKPI_USAGE');
+    }
   });
 
   it('date windows: --date, --start/--end half-open over dates or instants; --expect-dates D or D..E', () => {
