@@ -21,7 +21,19 @@ export function summary(r: RunReport): string {
       `  users       ${n(d.users.valid)} valid, ${n(d.users.duplicates)} duplicate, ${n(d.users.rows - d.users.valid - d.users.duplicates)} invalid`,
     );
   }
-  if (r.command !== 'archive') {
+  if (r.plan) {
+    const p = r.plan;
+    const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+    out.push(`  plan        ${p.id}: ${p.shards} shard(s) (${p.shardBytes.map(mb).join(', ')}) in ${p.staging}`);
+    if (p.shard)
+      out.push(
+        `  shard       ${p.shard.index}/${p.shards}: ${n(p.shard.listens)} listens in ${n(p.shard.parts)} part(s), ${n(p.shard.rejects)} rejects`,
+      );
+    if (p.normalizedHere) out.push(`  normalized  shard(s) ${p.normalizedHere.join(', ')} in this process`);
+  }
+  if (r.command === 'plan') {
+    out.push(`  streams     ${n(t.files)} file(s) planned, ${n(t.bytes)} bytes`);
+  } else if (r.command !== 'archive') {
     const already = r.files.filter((f) => f.status === 'already_loaded').length;
     out.push(
       `  streams     ${n(t.files)} file(s) read, ${n(t.rowsRead)} rows, ${n(t.completeRows)} complete${already ? `, ${already} already loaded` : ''}`,
@@ -30,6 +42,8 @@ export function summary(r: RunReport): string {
     out.push(`  rejected    ${rej.length ? rej.join(', ') : 'none'}`);
     if (r.reread.length) out.push(`  late dates  re-read ${r.reread.length} loaded file(s)`);
   }
+  if (r.engine === 'warehouse' && (r.command === 'run' || r.command === 'compute'))
+    out.push('  engine      warehouse (KPIs computed in SQL)');
   if (r.command === 'run' || r.command === 'compute' || r.command === 'retract') {
     const dates = [...new Set([...r.datesRecomputed.hourly, ...r.datesRecomputed.genre])].sort();
     out.push(`  dates       ${dates.length ? dates.join(', ') : 'none to recompute'}`);

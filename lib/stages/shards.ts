@@ -215,9 +215,12 @@ export async function checkShards(staging: Lake, plan: ShardPlan, signal?: Abort
     const list = incomplete.map((i) => `${i}/${plan.shards}`);
     throw new MkpiError(
       'MKPI_SHARDS_INCOMPLETE',
-      `run ${plan.runId}: ${incomplete.length} of ${plan.shards} shard${plan.shards === 1 ? ' is' : 's are'} not complete: ${incomplete.join(', ')}`,
+      `plan ${plan.runId}: ${incomplete.length} of ${plan.shards} shard${plan.shards === 1 ? ' is' : 's are'} not normalized yet (or not for this plan): ${incomplete.slice(0, 20).join(', ')}${incomplete.length > 20 ? ', …' : ''}`,
       {
-        hint: `run musickpi normalize --run-id ${plan.runId} --shard i/${plan.shards} for ${incomplete.length === 1 ? 'it' : 'each of them'} (${list.join(', ')}), then run again`,
+        hint:
+          incomplete.length === 1
+            ? `run musickpi normalize --run-id ${plan.runId} --shard ${list[0]}, then run again`
+            : `run musickpi normalize --run-id ${plan.runId} --shard i/${plan.shards} for each of ${list.slice(0, 8).join(', ')}${list.length > 8 ? ', …' : ''}, then run again`,
         details: { runId: plan.runId, shards: incomplete },
       },
     );
