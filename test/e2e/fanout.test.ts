@@ -395,11 +395,9 @@ describe('e2e: fan-out examples (plan → normalize shards → run --engine ware
     };
 
     it('is valid Python (py_compile)', async () => {
-      await promisify(execFile)('python3', [
-        '-c',
-        'import py_compile,sys; py_compile.compile(sys.argv[1], doraise=True, cfile="/dev/null")',
-        DAG_FILE,
-      ]);
+      const cfile = join(tmp('musickpi-pyc-'), 'musickpi_fanout.pyc');
+      const script = 'import py_compile,sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)';
+      await promisify(execFile)('python3', ['-c', script, DAG_FILE, cfile]);
     });
 
     it('batches the shards past max_map_length: at most 1,024 contiguous batches, every shard once', async () => {
