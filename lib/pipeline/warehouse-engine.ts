@@ -311,10 +311,11 @@ const engineStageStep = step('stage', async (r) => {
   );
   const songs = r.report.dimensions.songs!;
   const users = r.report.dimensions.users!;
+  // As the streaming engine counts them: valid rows that entered the dimension, duplicates apart.
   songs.duplicates = staged.songs.duplicates;
-  songs.valid = staged.songs.valid;
+  songs.valid -= staged.songs.duplicates;
   users.duplicates = staged.users.duplicates;
-  users.valid = staged.users.valid;
+  users.valid -= staged.users.duplicates;
   r.report.totals.duplicateSongs = songs.duplicates;
   r.report.totals.duplicateUsers = users.duplicates;
   if (songs.duplicates > 0) r.warn(`${songs.file}: ${songs.duplicates} duplicate track_id row(s); the first row of each wins`);
@@ -497,7 +498,12 @@ const planCommandStep = (list: Step) =>
     const id = eng.planId ?? r.opts.runId;
     const shards = Math.max(1, Math.floor(eng.shards ?? 1));
     // A plan made again under the same id starts its shards over: their old output no longer fits.
-    for (const obj of await eng.staging.list(`${id}/`)) if (obj.key.endsWith('/manifest.json')) await eng.staging.remove(obj.key);
+    // (A staging folder not made yet holds nothing.)
+  const earlier = await eng.staging.list(`${id}/`).catch((err: unknown) => {
+    if (err instanceof MkpiError && err.code === 'MKPI_NO_INPUT') return [];
+    throw err;
+  });
+  for (const obj of earlier) if (obj.key.endsWith('/manifest.json')) await eng.staging.remove(obj.key);
     const plan = await newPlan(r, id, shards);
     planReport(r, plan);
     for (const p of r.plan!.pending) {

@@ -85,3 +85,32 @@ CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_runs (
   airflow_try_number  INT,
   PRIMARY KEY (run_id)
 );
+
+-- The warehouse engine keeps every stream file's normalized listens, so that a late file's dates
+-- are recomputed in SQL over the listens of every counted file (docs/scale.md). Orphan rows are
+-- kept too: a later dimension can make them complete. Added after the first release: a schema
+-- from before it gets the tables from init(), like musickpi_lake. file_id is the warehouse's own
+-- (not a plan's): a new file takes the highest id + 1.
+CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_listen_files (
+  file_id     INT         NOT NULL,
+  file_key    TEXT        NOT NULL,
+  fingerprint TEXT        NOT NULL,
+  rows        BIGINT      NOT NULL,
+  run_id      TEXT        NOT NULL,
+  stored_at   TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (file_id)
+);
+
+CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_listens (
+  file_id     INT      NOT NULL,
+  line        BIGINT   NOT NULL,
+  user_id     TEXT     NOT NULL,
+  track_id    TEXT     NOT NULL,
+  listen_date DATE     NOT NULL,
+  listen_hour SMALLINT NOT NULL
+);
+
+-- A recomputed date reads its listens; replacing a file deletes by file id.
+CREATE INDEX IF NOT EXISTS musickpi_listens_date ON {{schema}}.musickpi_listens (listen_date);
+CREATE INDEX IF NOT EXISTS musickpi_listens_file ON {{schema}}.musickpi_listens (file_id);
+CREATE INDEX IF NOT EXISTS musickpi_listen_files_key ON {{schema}}.musickpi_listen_files (file_key, fingerprint);

@@ -94,3 +94,35 @@ CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_runs (
   airflow_try_number  INT,
   PRIMARY KEY (run_id)
 );
+
+-- The warehouse engine keeps every stream file's normalized listens, so that a late file's dates
+-- are recomputed in SQL over the listens of every counted file (docs/scale.md). Orphan rows are
+-- kept too: a later dimension can make them complete. Added after the first release: a schema
+-- from before it gets the tables from init(), like musickpi_lake. file_id is the warehouse's own.
+-- A file list is small: a copy on every node (DISTSTYLE ALL) joins locally.
+CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_listen_files (
+  file_id     INT           NOT NULL,
+  file_key    VARCHAR(1024) NOT NULL,
+  fingerprint VARCHAR(256)  NOT NULL,
+  rows        BIGINT        NOT NULL,
+  run_id      VARCHAR(256)  NOT NULL,
+  stored_at   TIMESTAMPTZ   NOT NULL,
+  PRIMARY KEY (file_id)
+)
+DISTSTYLE ALL;
+
+-- Stream IDs have no length limit in the contract; 65535 bytes is the widest VARCHAR Redshift
+-- has (docs/redshift.md). DISTSTYLE EVEN: the KPI queries group by date and hour and join the
+-- listens to songs by track_id and to users by user_id, so no one column is the join key, and a
+-- key on an ID would pile a hit track's or a heavy listener's rows onto one slice; the dimensions
+-- are small and are broadcast. SORTKEY (listen_date): a recomputed date reads its blocks only.
+CREATE TABLE IF NOT EXISTS {{schema}}.musickpi_listens (
+  file_id     INT            NOT NULL,
+  line        BIGINT         NOT NULL,
+  user_id     VARCHAR(65535) NOT NULL,
+  track_id    VARCHAR(65535) NOT NULL,
+  listen_date DATE           NOT NULL,
+  listen_hour SMALLINT       NOT NULL
+)
+DISTSTYLE EVEN
+SORTKEY (listen_date);

@@ -52,6 +52,8 @@ const PER_DATABASE = 25;
 const CLI_EVERY = 8;
 /** Every WORKERS_EVERY-th iteration is also validated by worker threads (as the CLI reads large inputs). */
 const WORKERS_EVERY = 4;
+/** Every ENGINE_EVERY-th iteration is also computed by the warehouse engine (docs/scale.md): same tables, same rejects. */
+const ENGINE_EVERY = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Randomness: sfc32, seeded from (seed, iteration), so an iteration replays on its own.
@@ -804,6 +806,7 @@ interface Stats {
   rejected: Record<string, number>;
   cli: number;
   workers: number;
+  engine: number;
 }
 
 async function iteration(i: number, url: string, stats: Stats): Promise<void> {
@@ -921,6 +924,38 @@ async function iteration(i: number, url: string, stats: Stats): Promise<void> {
     stats.loads++;
     const t = await tables(url, schema);
 
+    // The warehouse engine on the same lake, in two shards: the same tables and the same rejects.
+    if (ONLY !== undefined || i % ENGINE_EVERY === 2) {
+      const whSchema = `fuzz_${i}_wh`;
+      const whWarehouse = new PostgresWarehouse(url, { schema: whSchema });
+      const staging = join(dir, '_musickpi', 'staging');
+      let wh: RunReport;
+      try {
+        wh = await runPipeline({
+          command: 'compute',
+          lake,
+          layout: DEFAULT_LAYOUT,
+          warehouse: whWarehouse,
+          runId: `fuzz-${i}-wh`,
+          rejectsKey: 'rejects/wh.csv',
+          maxBadRows: Infinity,
+          parallel: { lake: { module: REOPEN_MODULE, uri: dir } },
+          engine: { staging: new LocalLake(staging), stagingSpec: { module: REOPEN_MODULE, uri: staging }, shards: 2 },
+        });
+      } finally {
+        await whWarehouse.close();
+      }
+      expect(wh.error, JSON.stringify(wh.error)).to.equal(null);
+      expect(wh.totals, 'warehouse engine: totals').to.deep.equal(load.totals);
+      expect(rejectLines(dir, wh.rejectsOutput), 'warehouse engine: rejects').to.deep.equal(rejects);
+      const w = await tables(url, whSchema);
+      const order = (rows: Record<string, unknown>[]) =>
+        rows.map((row) => JSON.stringify(row, (k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(12)) : v))).sort();
+      expect(order(w.hourly), 'warehouse engine: hourly_kpis').to.deep.equal(order(t.hourly));
+      expect(order(w.genre), 'warehouse engine: genre_level_kpis').to.deep.equal(order(t.genre));
+      stats.engine++;
+    }
+
     // §6: per date, Σ genre listen_count = Σ hourly listen_counts = complete rows of the date.
     const byDate = (rows: Record<string, any>[], col: string) => {
       const m: Record<string, number> = {};
@@ -991,7 +1026,7 @@ describe('fuzz: mutated lakes through validate and a real load', function () {
 
   it(`never ends in MKPI_INTERNAL or a crash, and agrees with the reference (seed ${SEED}, ${SECONDS !== undefined ? `${SECONDS} s` : `${COUNT} iterations`})`, async () => {
     if (!existsSync(join(REPO, 'dist', 'lib', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
-    const stats: Stats = { iterations: 0, loads: 0, schemaFailures: 0, rows: 0, complete: 0, rejected: {}, cli: 0, workers: 0 };
+    const stats: Stats = { iterations: 0, loads: 0, schemaFailures: 0, rows: 0, complete: 0, rejected: {}, cli: 0, workers: 0, engine: 0 };
     const deadline = SECONDS !== undefined ? Date.now() + SECONDS * 1000 : Infinity;
     let url = '';
     const iterations = ONLY !== undefined ? [ONLY] : null;

@@ -409,6 +409,8 @@ describe('hostile input corpus (fixtures/hostile)', function () {
         'reporting_schema.musickpi_lake',
         'reporting_schema.musickpi_ledger',
         'reporting_schema.musickpi_ledger_dates',
+        'reporting_schema.musickpi_listen_files',
+        'reporting_schema.musickpi_listens',
         'reporting_schema.musickpi_runs',
       ]);
       const ledger = await client.query('SELECT file_key FROM reporting_schema.musickpi_ledger');

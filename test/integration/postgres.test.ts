@@ -142,6 +142,7 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
         'musickpi_lake: PRIMARY KEY (id)',
         'musickpi_ledger: PRIMARY KEY (file_key, fingerprint)',
         'musickpi_ledger_dates: PRIMARY KEY (file_key, fingerprint, listen_date)',
+        'musickpi_listen_files: PRIMARY KEY (file_id)',
         'musickpi_runs: PRIMARY KEY (run_id)',
       ],
     );

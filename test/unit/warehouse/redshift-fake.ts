@@ -85,6 +85,22 @@ export function redshiftColumns(narrow = false): FakeColumn[] {
       heartbeat_at: t('timestamp without time zone'),
       ttl_ms: t('bigint'),
     },
+    musickpi_listen_files: {
+      file_id: t('integer'),
+      file_key: v(1024),
+      fingerprint: v(256),
+      rows: t('bigint'),
+      run_id: v(256),
+      stored_at: t('timestamp with time zone'),
+    },
+    musickpi_listens: {
+      file_id: t('integer'),
+      line: t('bigint'),
+      user_id: v(65535),
+      track_id: v(65535),
+      listen_date: t('date'),
+      listen_hour: t('smallint'),
+    },
   };
   return Object.entries(spec).flatMap(([table_name, cols]) =>
     Object.entries(cols).map(([column_name, c]) => ({ table_name, column_name, ...c })),

@@ -59,13 +59,21 @@ function emptyResult(): LoadResult {
 }
 
 /**
- * One load, on a session of its own (registered in `loading` so that close() can cut it).
- * All or nothing: a failure at any step leaves the tables and the ledger as they were.
+ * One load, on a session of its own (registered in `loading` so that close() can cut it), or
+ * on `session`, a session the caller holds (the warehouse engine's, whose temp tables the load
+ * reads): that one is left open afterwards. All or nothing: a failure at any step leaves the
+ * tables and the ledger as they were.
  */
-export async function runLoad(db: Connections, loading: Set<Conn>, batch: LoadBatch, dialect: LoadDialect): Promise<LoadResult> {
+export async function runLoad(
+  db: Connections,
+  loading: Set<Conn>,
+  batch: LoadBatch,
+  dialect: LoadDialect,
+  session?: Conn,
+): Promise<LoadResult> {
   checkBatch(batch);
   const ledger = mergeLedgerEntries(batch.ledger);
-  const conn = await db.connect('loading');
+  const conn = session ?? (await db.connect('loading'));
   loading.add(conn);
   const c = conn.client;
   let result = emptyResult();
@@ -159,7 +167,7 @@ export async function runLoad(db: Connections, loading: Set<Conn>, batch: LoadBa
     throw e;
   } finally {
     loading.delete(conn);
-    await c.end().catch(() => undefined);
+    if (!session) await c.end().catch(() => undefined);
     await dialect.finish?.();
   }
   await batch.onStep?.('committed');

@@ -4,9 +4,13 @@
 
 import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
 import pgCopy from 'pg-copy-streams';
 import { type GenreRow, type HourlyRow, type KpiTable } from '../../../domain/kpi.js';
+import { PART_COLUMNS, type PartKind } from '../../../domain/shards.js';
+import { type EngineStageInput } from '../../../domain/warehouse.js';
+import { PART_TABLES } from '../core/engine.js';
 
 export function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';
@@ -74,4 +78,19 @@ export async function stage<R extends HourlyRow | GenreRow>(
   // A throw inside the generator destroys the COPY stream, which sends CopyFail: the
   // server aborts the COPY and the transaction, and the catch in load() rolls back.
   await pipeline(Readable.from(chunks), copy);
+}
+
+/**
+ * The warehouse engine's parts into the session's stage tables, one COPY FROM STDIN per part,
+ * gunzipped on the way. The parts are CSV as COPY … (FORMAT csv) reads it: an unquoted empty
+ * field (an unknown age group) is NULL, and no other field of a part is empty.
+ */
+export async function copyParts(c: pg.Client, input: EngineStageInput): Promise<void> {
+  for (const kind of ['songs', 'artists', 'users', 'listens'] as PartKind[]) {
+    for (const part of input.parts[kind]) {
+      const body = await input.read(part.key, input.signal);
+      const copy = c.query(pgCopy.from(`COPY ${PART_TABLES[kind]} (${PART_COLUMNS[kind].join(', ')}) FROM STDIN WITH (FORMAT csv)`));
+      await pipeline(body, createGunzip(), copy, ...(input.signal ? [{ signal: input.signal }] : []));
+    }
+  }
 }

@@ -12,14 +12,16 @@ import {
   type QueryResult,
   type RunLock,
   type RunRecord,
-  type Warehouse,
+  type WarehouseEngine,
+  type EngineWarehouse,
 } from '../../../domain/warehouse.js';
 import { Connections, type Conn, type ConnectionConfig, type ConnectRetryNotice } from '../core/connection.js';
 import { GENRE_COLUMNS, HOURLY_COLUMNS } from '../core/kpi-columns.js';
 import { runLoad, type LoadDialect } from '../core/load.js';
 import { runUserQuery } from '../core/query.js';
 import { insertRunSql, isMissingTable, noRunsTable, runValues, selectRuns } from '../core/runs.js';
-import { stage } from './copy.js';
+import { SqlEngine, type EngineDialect, type EngineOptions, type EngineSql } from '../core/engine.js';
+import { copyParts, stage } from './copy.js';
 import { readLedger, writeLedger } from './ledger.js';
 import { markArchived } from '../core/ledger.js';
 import { AdvisoryRunLock } from './lock.js';
@@ -48,7 +50,7 @@ export interface PostgresWarehouseOptions {
   onConnectRetry?: (notice: ConnectRetryNotice) => void;
 }
 
-export class PostgresWarehouse implements Warehouse {
+export class PostgresWarehouse implements EngineWarehouse {
   readonly description: string;
   readonly schema: string;
   private readonly quoted: string;
@@ -56,6 +58,8 @@ export class PostgresWarehouse implements Warehouse {
   private readonly db: Connections;
   private readonly runLock: AdvisoryRunLock;
   private readonly loading = new Set<Conn>();
+  /** Sessions of open warehouse engines: close() ends them. */
+  private readonly engines = new Set<Conn>();
 
   constructor(connectionString: string, opts: PostgresWarehouseOptions) {
     this.quoted = quoteSchema(opts.schema);
@@ -87,6 +91,59 @@ export class PostgresWarehouse implements Warehouse {
 
   async load(batch: LoadBatch): Promise<LoadResult> {
     return runLoad(this.db, this.loading, batch, this.dialect);
+  }
+
+  /**
+   * The warehouse engine on a session of its own: the parts arrive by COPY FROM STDIN into its
+   * temp tables, and its load is the shared load transaction on that same session.
+   */
+  async openEngine(opts: EngineOptions = {}): Promise<WarehouseEngine> {
+    const conn = await this.db.connect('the warehouse engine');
+    this.engines.add(conn);
+    const sql: EngineSql = {
+      quoted: this.quoted,
+      idType: 'TEXT',
+      nameType: 'TEXT',
+      keyType: 'TEXT',
+      fingerprintType: 'TEXT',
+      runIdType: 'TEXT',
+      collate: ' COLLATE "C"',
+      now: 'now()',
+    };
+    const dialect: EngineDialect = {
+      sql,
+      schema: this.schema,
+      copyParts: (c, input) => copyParts(c, input),
+      load: (session, batch, steps) =>
+        runLoad(
+          this.db,
+          this.loading,
+          batch,
+          {
+            ...this.dialect,
+            createStage: async (c, b, ledger) => {
+              await this.dialect.createStage(c, b, ledger);
+              await steps.createStage(c);
+            },
+            stage: async (c, table, part, onFirstRows) => {
+              // The covered dates as for any load; the rows are computed from the listens.
+              if (table === 'hourly') await stage<HourlyRow>(c, table, part.dates, [], HOURLY_COLUMNS);
+              else await stage<GenreRow>(c, table, part.dates, [], GENRE_COLUMNS);
+              await steps.compute(c, table, onFirstRows);
+            },
+            writeLedger: async (c, b, ledger) => {
+              await steps.store(c);
+              await this.dialect.writeLedger(c, b, ledger);
+            },
+          },
+          session,
+        ),
+      finish: () => {
+        this.engines.delete(conn);
+        return Promise.resolve();
+      },
+    };
+    return new SqlEngine(this.db, conn, this.loading, dialect, opts);
   }
 
   /** The PostgreSQL side of the shared load transaction (core/load.ts). */
@@ -156,10 +213,11 @@ export class PostgresWarehouse implements Warehouse {
     if (this.db.closed) return;
     // close() during a load is an interruption (SIGINT): dropping the connection makes the
     // server roll the transaction back, instead of waiting for a load that may take minutes.
-    for (const conn of this.loading) {
+    for (const conn of [...this.loading, ...this.engines]) {
       conn.dead = true;
       await conn.client.end().catch(() => undefined);
     }
+    this.engines.clear();
     await this.runLock.drop();
     await this.db.close();
   }

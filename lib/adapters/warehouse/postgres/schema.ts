@@ -34,10 +34,27 @@ const EXPECTED_COLUMNS: ExpectedColumns = {
     lake: 'text',
     claimed_at: 'timestamp with time zone',
   },
+  musickpi_listen_files: {
+    file_id: 'integer',
+    file_key: 'text',
+    fingerprint: 'text',
+    rows: 'bigint',
+    run_id: 'text',
+    stored_at: 'timestamp with time zone',
+  },
+  musickpi_listens: {
+    file_id: 'integer',
+    line: 'bigint',
+    user_id: 'text',
+    track_id: 'text',
+    listen_date: 'date',
+    listen_hour: 'smallint',
+  },
 };
 
 /**
- * The tables without which nothing can be read. Tables added since (musickpi_lake) are created
+ * The tables without which nothing can be read. Tables added since (musickpi_lake, the engine's
+ * musickpi_listens and musickpi_listen_files) are created
  * by init() in older schemas; until then the schema still counts as initialised, so that a dry
  * run reads an older ledger as it is, the way it reads one missing the added ledger columns.
  */

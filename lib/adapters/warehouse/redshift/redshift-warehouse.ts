@@ -18,8 +18,12 @@ import {
   type QueryResult,
   type RunLock,
   type RunRecord,
-  type Warehouse,
+  type EngineStageInput,
+  type EngineWarehouse,
+  type WarehouseEngine,
 } from '../../../domain/warehouse.js';
+import { PART_COLUMNS, type PartKind } from '../../../domain/shards.js';
+import { PART_TABLES, SqlEngine, type EngineLoadSteps, type EngineOptions, type EngineSql } from '../core/engine.js';
 import { processAlive } from '../embedded/process.js';
 import { Connections, type Conn, type ConnectRetryNotice } from '../core/connection.js';
 import { GENRE_COLUMNS, HOURLY_COLUMNS, KPI_TABLE_NAMES } from '../core/kpi-columns.js';
@@ -93,8 +97,10 @@ function bootId(): string | null {
 }
 
 const LOCK_ORDER = ['musickpi_run_lock', 'hourly_kpis', 'genre_level_kpis', 'musickpi_ledger', 'musickpi_ledger_dates'] as const;
+/** The warehouse engine's load also writes the stored listens: the same order, those last. */
+const ENGINE_LOCK_ORDER = [...LOCK_ORDER, 'musickpi_listen_files', 'musickpi_listens'] as const;
 
-export class RedshiftWarehouse implements Warehouse {
+export class RedshiftWarehouse implements EngineWarehouse {
   readonly description: string;
   readonly schema: string;
   readonly staging: Staging;
@@ -110,6 +116,8 @@ export class RedshiftWarehouse implements Warehouse {
   private readonly db: Connections;
   private readonly lease: LeaseRunLock;
   private readonly loading = new Set<Conn>();
+  /** Sessions of open warehouse engines: close() ends them. */
+  private readonly engines = new Set<Conn>();
   /** Names the stage directories of loads made without a lease (the lease's token otherwise). */
   private readonly instanceToken = newToken();
   private loads = 0;
@@ -334,6 +342,123 @@ export class RedshiftWarehouse implements Warehouse {
     };
   }
 
+  /**
+   * The warehouse engine on a session of its own: one COPY per part kind from a manifest naming
+   * exactly that kind's parts (staging must be on S3), into the session's temp tables; its load
+   * is the shared load transaction on that session, computing under the transaction's LOCK.
+   */
+  async openEngine(opts: EngineOptions = {}): Promise<WarehouseEngine> {
+    const conn = await this.db.connect('the warehouse engine');
+    this.engines.add(conn);
+    const sql: EngineSql = {
+      quoted: this.quoted,
+      idType: 'VARCHAR(65535)',
+      nameType: 'VARCHAR(1020)',
+      keyType: 'VARCHAR(1024)',
+      fingerprintType: 'VARCHAR(256)',
+      runIdType: 'VARCHAR(256)',
+      // Redshift compares VARCHARs by their UTF-8 bytes, which is code point order; it has no COLLATE "C".
+      collate: '',
+      now: 'GETDATE()',
+    };
+    return new SqlEngine(
+      this.db,
+      conn,
+      this.loading,
+      {
+        sql,
+        schema: this.schema,
+        copyParts: (c, input) => this.copyParts(c, input),
+        load: (session, batch, steps) => runLoad(this.db, this.loading, batch, this.engineLoadDialect(batch, steps), session),
+        finish: () => {
+          this.engines.delete(conn);
+          return Promise.resolve();
+        },
+      },
+      opts,
+    );
+  }
+
+  private async copyParts(c: pg.Client, input: EngineStageInput): Promise<void> {
+    const s3Uri = input.s3Uri?.bind(input);
+    const kinds = (['songs', 'artists', 'users', 'listens'] as PartKind[]).filter((k) => input.parts[k].length > 0);
+    const urls = new Map<PartKind, string[]>();
+    for (const kind of kinds) {
+      const list = input.parts[kind].map((p) => s3Uri?.(p.key));
+      if (list.some((u) => u === undefined)) {
+        throw new MkpiError('MKPI_CONFIG', 'the warehouse engine on Redshift needs its staging on S3: COPY reads the parts from there', {
+          hint: 'give --staging s3://bucket/prefix/ (Redshift cannot read a local folder)',
+        });
+      }
+      urls.set(kind, list as string[]);
+    }
+    const dir = stageDirName('engine', this.currentToken(), ++this.loads);
+    const dirUrl = `${this.staging.root}${dir}/`;
+    const keys: string[] = [];
+    try {
+      for (const kind of kinds) {
+        const manifestUrl = await this.staging.writeManifest(dir, kind, urls.get(kind)!, keys);
+        try {
+          await c.query(copySql(PART_TABLES[kind], PART_COLUMNS[kind], manifestUrl, { iamRole: this.iamRole, region: this.region }));
+        } catch (err) {
+          throw await copyError(c, err, `${kind} part`, manifestUrl, dirUrl);
+        }
+      }
+    } finally {
+      this.leftovers.push(...(await this.staging.remove(keys, this.warn)));
+    }
+  }
+
+  /**
+   * The shared load transaction for the warehouse engine: nothing to put in S3, so everything is
+   * staged inside the transaction, after its LOCK: the KPIs are computed from the ledger and the
+   * stored listens as they are under the lock. The stage tables of an earlier load of the same
+   * session are dropped first (temp tables live as long as the session).
+   */
+  private engineLoadDialect(batch: LoadBatch, steps: EngineLoadSteps): LoadDialect {
+    const base = this.loadDialect(batch);
+    const q = this.quoted;
+    return {
+      ...base,
+      stageBeforeBegin: false,
+      createStage: async (c, b, ledger) => {
+        const wanted = new Set(ledgerStageTables(b, ledger));
+        for (const t of ['hourly', 'genre'] as const) {
+          if (b[t]) wanted.add(`musickpi_stage_${t}`).add(`musickpi_stage_${t}_dates`);
+        }
+        for (const s of statements(renderTemplate('redshift', 'stage', this.schema))) {
+          const name = /^CREATE TEMP TABLE (\w+)/.exec(s)?.[1];
+          if (!name || !wanted.has(name)) continue;
+          await c.query(`DROP TABLE IF EXISTS ${name}`);
+          await c.query(s);
+        }
+        await stageLedger(c, b, ledger);
+        await steps.createStage(c);
+      },
+      stage: async (c, table, part, onFirstRows) => {
+        const dates = [...new Set(part.dates)];
+        if (dates.length > 0)
+          await insertRows(
+            c,
+            `musickpi_stage_${table}_dates`,
+            ['listen_date'],
+            dates.map((d) => [d]),
+          );
+        await steps.compute(c, table, onFirstRows);
+      },
+      begin: async (c) => {
+        await c.query(setTimeoutSql(this.timeouts.lockTimeoutMs));
+        await c.query(`LOCK ${ENGINE_LOCK_ORDER.map((t) => `${q}.${t}`).join(', ')}`);
+        await c.query(setTimeoutSql(this.timeouts.statementTimeoutMs));
+        await this.lease.fence(c);
+      },
+      writeLedger: async (c, b, ledger) => {
+        await steps.store(c);
+        await writeLedger(c, this.schema, b, ledger);
+      },
+    };
+  }
+
   async markArchived(fileKey: string, fingerprint: string, archivedKey: string, archivedFingerprint?: string): Promise<void> {
     await this.db.withWork('recording an archived file', (c) =>
       retryConflicts(this.retry, () => markArchived(c, this.quoted, fileKey, fingerprint, archivedKey, archivedFingerprint)),
@@ -387,10 +512,11 @@ export class RedshiftWarehouse implements Warehouse {
   async close(): Promise<void> {
     if (this.db.closed) return;
     // As on PostgreSQL: close() during a load is an interruption; dropping its session rolls it back.
-    for (const conn of this.loading) {
+    for (const conn of [...this.loading, ...this.engines]) {
       conn.dead = true;
       await conn.client.end().catch(() => undefined);
     }
+    this.engines.clear();
     await this.removeLeftovers();
     await this.lease.drop();
     await this.db.close();

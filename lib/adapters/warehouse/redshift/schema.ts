@@ -55,6 +55,22 @@ const EXPECTED_COLUMNS: ExpectedColumns = {
     heartbeat_at: 'timestamp without time zone',
     ttl_ms: 'bigint',
   },
+  musickpi_listen_files: {
+    file_id: 'integer',
+    file_key: 'character varying',
+    fingerprint: 'character varying',
+    rows: 'bigint',
+    run_id: 'character varying',
+    stored_at: 'timestamp with time zone',
+  },
+  musickpi_listens: {
+    file_id: 'integer',
+    line: 'bigint',
+    user_id: 'character varying',
+    track_id: 'character varying',
+    listen_date: 'date',
+    listen_hour: 'smallint',
+  },
 };
 
 const REQUIRED_TABLES = ['hourly_kpis', 'genre_level_kpis', 'musickpi_ledger', 'musickpi_ledger_dates'];

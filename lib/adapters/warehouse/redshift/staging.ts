@@ -207,6 +207,13 @@ export class Staging {
     return { manifestUrl: this.url(manifestKey), objects: urls.length };
   }
 
+  /** A manifest naming exactly `urls` under `dir`; its key joins `keys` (for removal). Returns its s3:// URL. */
+  async writeManifest(dir: string, name: string, urls: string[], keys: string[]): Promise<string> {
+    const key = `${this.keyPrefix}${dir}/${name}.manifest`;
+    await this.put(key, manifestJson(urls), keys);
+    return this.url(key);
+  }
+
   /**
    * Deletes the keys and returns those that could not be deleted; failures are told to `warn`,
    * never thrown (a later attempt, or the sweep of a later run, removes what is left).
