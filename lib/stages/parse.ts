@@ -428,6 +428,13 @@ export class CsvParseStream extends Transform {
 const GUNZIP_CHUNK = 64 * 1024;
 
 /**
+ * Asked before each chunk goes on (after the records of a plain chunk were handled; before a
+ * compressed chunk is inflated): a consumer whose records go to a slower sink returns a promise
+ * to hold the chunk back until that sink drained (undefined: go on).
+ */
+export type Backpressure = () => Promise<void> | undefined;
+
+/**
  * Parses a byte stream, calling onRecord synchronously for each record. Resolves with the
  * number of bytes read from the source (and, with `hash`, the SHA-256 of those bytes: a file's
  * identity in the ledger, computed on the pass that reads it anyway) once the source has ended
@@ -442,12 +449,20 @@ const GUNZIP_CHUNK = 64 * 1024;
 export async function parseCsv(
   source: Readable,
   onRecord: RecordHandler,
-  opts: CsvParserOptions & { signal?: AbortSignal; hash?: boolean; gunzip?: boolean } = {},
+  opts: CsvParserOptions & { signal?: AbortSignal; hash?: boolean; gunzip?: boolean; backpressure?: Backpressure } = {},
 ): Promise<ParseResult> {
   const parser = new CsvParser(onRecord, opts);
   let atBoundary = true;
   const hash = opts.hash ? createHash('sha256') : undefined;
   const gunzip = opts.gunzip === true;
+  // A consumer's wait goes before the inflating for a .gz source: from there on the records are
+  // handled as zlib hands them over, so that a corrupt member stops the parse after the same
+  // records whether or not anyone waits.
+  const hold = (go: (err?: Error | null) => void): void => {
+    const wait = opts.backpressure?.();
+    if (wait === undefined) go();
+    else wait.then(() => go(), go);
+  };
   let bytes = 0;
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -461,7 +476,8 @@ export async function parseCsv(
         callback(err as Error);
         return;
       }
-      callback();
+      if (gunzip) callback();
+      else hold(callback);
     },
     final(callback) {
       try {
@@ -480,7 +496,7 @@ export async function parseCsv(
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
         hash?.update(chunk);
-        callback(null, chunk);
+        hold((err) => (err ? callback(err) : callback(null, chunk)));
       },
     });
     await pipeline(source, tap, createGunzip({ chunkSize: GUNZIP_CHUNK }), sink, { signal: opts.signal });

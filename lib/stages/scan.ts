@@ -2,7 +2,7 @@
 // each record (validate.ts) and feeds complete rows to the reducers (reduce.ts).
 
 import type { Lake, LakeObject } from '../domain/lake.js';
-import { isCorruptGzip, parseCsv, type ParseResult } from './parse.js';
+import { isCorruptGzip, parseCsv, type Backpressure, type ParseResult } from './parse.js';
 import { isGzipKey } from '../domain/layout.js';
 import { MkpiError, isMkpiError } from '../domain/errors.js';
 import { addToHour, hourState, type HourState, type KpiState } from './reduce.js';
@@ -61,11 +61,17 @@ export interface ScanRange {
   header?: ResolvedHeader;
 }
 
-async function readHeaderAndRows(
+/**
+ * Reads one lake file through the parser: resolves its header (`required` columns), then calls
+ * `onRow` for every record after it. A `.gz` key is inflated; a corrupt one is MKPI_SCHEMA, as
+ * a missing column is. The stream engine's scans and the warehouse engine's normalize share
+ * it, so that both see the same records, line numbers and content hash.
+ */
+export async function readHeaderAndRows(
   lake: Lake,
   key: string,
   required: readonly string[],
-  opts: ScanOptions & { hash?: boolean; range?: ScanRange },
+  opts: ScanOptions & { hash?: boolean; range?: ScanRange; backpressure?: Backpressure },
   onRow: (fields: string[], line: number, flag: number, header: ResolvedHeader) => void,
 ): Promise<{ bytes: number; sha256?: string; header: ResolvedHeader; lineEndings: number; endedAtBoundary: boolean }> {
   const range = opts.range;
@@ -91,7 +97,7 @@ async function readHeaderAndRows(
           pending = 0;
         }
       },
-      { signal: opts.signal, hash: opts.hash, gunzip, bom: range === undefined || range.start === 0 },
+      { signal: opts.signal, hash: opts.hash, gunzip, bom: range === undefined || range.start === 0, backpressure: opts.backpressure },
     );
   } catch (err) {
     if (!(gunzip && isCorruptGzip(err))) throw err;
