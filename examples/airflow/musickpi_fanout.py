@@ -29,7 +29,13 @@ What the tasks rely on (as in musickpi_bash.py):
   manifest; cannot happen here, the run task waits for all normalize tasks). For those, clear the
   whole DAG run or let the next one plan again: nothing was loaded and the files are still pending.
 - Re-running a shard (a retry, a cleared task) replaces its output: normalize removes the shard's
-  manifest first, rewrites its parts and writes the manifest last.
+  manifest first, rewrites its parts and writes the manifest last. Re-running the plan task (same run
+  id) makes the plan again and removes every shard's manifest: clear its downstream tasks with it
+  (the Airflow UI does by default), so that they normalize the new plan.
+- Once the run has loaded and archived, it removes the plan's staging (plan and parts). A retry of a
+  run task whose load had committed (killed just after) exits 75 MKPI_PLAN_STALE (its files are
+  loaded), or 66 MKPI_PLAN_NOT_FOUND once the staging is gone: the files were loaded once either way
+  (`musickpi runs` shows the run), and the next run or `musickpi archive` finishes a move left undone.
 - With --json, the last output line is the report on one line, so do_xcom_push pushes it; the plan's
   report carries `plan.shards`, which `shard_batches` reads.
 - Airflow's run ids (`scheduled__2024-06-01T02:30:00+00:00`, `manual__…`) contain ':' and '+', which a

@@ -480,7 +480,7 @@ describe('e2e: fan-out examples (plan → normalize shards → run --engine ware
       expect(runCommand).to.contain(`--expect-dates ${DS}`);
       const r = await shell(swap.text(runCommand), { ...baseEnv(), ...load.kwargs.env }, cwd);
       expect(r.code, r.output).to.equal(0);
-      expect(lastLineJson(r.output)).to.include({ command: 'run', ok: true });
+      expect(lastLineJson(r.output)).to.include({ command: 'run', ok: true, engine: 'warehouse', loaded: true });
       expect(
         readdirSync(join(swap.only(), 'streams')).filter((f) => f.endsWith('.csv')),
         'archived',
@@ -626,7 +626,7 @@ fi
       const run = pod(jobs.run, data);
       const r = await container(swap.args(run.args), podEnv(run, url), cwd);
       expect(r.code, r.output).to.equal(0);
-      expect(lastLineJson(r.output)).to.include({ command: 'run', ok: true });
+      expect(lastLineJson(r.output)).to.include({ command: 'run', ok: true, engine: 'warehouse', loaded: true });
       expectSameKpis(await kpis(url), expected, 'Kubernetes');
     });
 
@@ -767,7 +767,7 @@ echo "$op-$n"
       }
       const r = await container(swap.args(run.args), envOf(run), cwd);
       expect(r.code, r.output).to.equal(0);
-      expect(lastLineJson(r.output)).to.include({ command: 'run', ok: true });
+      expect(lastLineJson(r.output)).to.include({ command: 'run', ok: true, engine: 'warehouse', loaded: true });
       expectSameKpis(await kpis(url), expected, 'AWS Batch');
     });
   });
