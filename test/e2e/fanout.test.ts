@@ -5,8 +5,9 @@
 // of submit.sh (with a stand-in `aws`) and are resolved against the job definitions as Batch
 // would. Each recipe then really runs, in its scheduler's order, on a copy of the tiny lake and a
 // fresh database: plan with 3 shards, the shards in a shuffled order (one of them twice) with the
-// index where the scheduler puts it, then the run; the KPI tables must equal the streaming
-// engine's. A run started before every shard is normalized must refuse (75) and load nothing.
+// index where the scheduler puts it, then the run; the KPI tables and the ledger must equal the
+// streaming engine's. A run started before every shard is normalized must refuse (75) and load
+// nothing.
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -166,10 +167,16 @@ type Rows = Record<string, unknown>[];
 interface Kpis {
   hourly: Rows;
   genre: Rows;
+  /** The ledger without run ids and timestamps. */
+  ledger: unknown[];
 }
 
 async function kpis(url: string): Promise<Kpis> {
-  return { hourly: await tableRows(url, 'hourly_kpis'), genre: await tableRows(url, 'genre_level_kpis') };
+  return {
+    hourly: await tableRows(url, 'hourly_kpis'),
+    genre: await tableRows(url, 'genre_level_kpis'),
+    ledger: (await snapshotWarehouse(url)).ledger,
+  };
 }
 
 /** Row by row, column by column; floats within the contract's 1e-9 relative tolerance. */
@@ -191,6 +198,7 @@ function expectSameKpis(actual: Kpis, expected: Kpis, where: string): void {
   expect(expected.hourly, 'the streaming engine loaded hourly rows').to.not.be.empty;
   expectSameRows(actual.hourly, expected.hourly, `${where} hourly_kpis`);
   expectSameRows(actual.genre, expected.genre, `${where} genre_level_kpis`);
+  expect(actual.ledger, `${where}: the ledger`).to.deep.equal(expected.ledger);
 }
 
 /** A YAML file as data: PyYAML when python3 has it, else js-yaml (in node_modules through the linters). */
