@@ -10,6 +10,7 @@
 //   <runId>/shard-<i>-of-<N>/manifest.json   (written last: a shard is complete when it is there)
 //   <runId>/reread/…   (the run's own shard for loaded files whose listens the warehouse lacks)
 
+import { createHash } from 'node:crypto';
 import type { KpiTable } from './kpi.js';
 import type { LakeLayout } from './layout.js';
 
@@ -145,3 +146,31 @@ export function manifestKey(runId: string, shard: number, shards: number): strin
 
 /** Run ids a plan may carry: they name staging folders and Airflow's run ids fit. */
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}$/;
+
+// IDs in parts. PostgreSQL text cannot hold U+0000, and Redshift's VARCHAR ends at 65,535 bytes,
+// but a user_id may hold either (the contract limits song values only). User IDs are only ever
+// joined and counted, never ordered or printed whole, so they go into parts under an injective
+// encoding: `\` → `\\`, U+0000 → `\0`; an encoding longer than LONG_ID becomes `\h`, its SHA-256
+// and its first 65 code points (enough for a reject's detail, which shows at most 64).
+// Track IDs need none of it: one that is too long or holds U+0000 cannot be a song
+// (value_too_long), so normalize rejects its rows as unknown_track itself.
+
+const LONG_ID = 512;
+
+export function encodePartId(id: string): string {
+  const escaped = id.includes('\\') || id.includes('\0') ? id.replace(/\\/g, '\\\\').replace(/\0/g, '\\0') : id;
+  if (escaped.length <= LONG_ID) return escaped;
+  let prefix = '';
+  let n = 0;
+  for (const ch of id) {
+    if (n++ === 65) break;
+    prefix += ch;
+  }
+  return `\\h${createHash('sha256').update(id).digest('hex')}${prefix.replace(/\\/g, '\\\\').replace(/\0/g, '\\0')}`;
+}
+
+/** The ID an encodePartId value stands for (of a long one: its first 65 code points). */
+export function decodePartId(encoded: string): string {
+  const body = encoded.startsWith('\\h') ? encoded.slice(2 + 64) : encoded;
+  return body.includes('\\') ? body.replace(/\\(\\|0)/g, (_m, c: string) => (c === '0' ? '\0' : '\\')) : body;
+}

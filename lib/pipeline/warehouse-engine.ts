@@ -5,13 +5,13 @@
 // the streaming engine's own steps, handed in by pipeline.ts.
 
 import type { LakeObject } from '../domain/lake.js';
-import type { EngineFile, EngineReject, EngineWarehouse, Warehouse } from '../domain/warehouse.js';
-import type { NormalizedFile, PartKind, PartRef, ShardManifest, ShardPlan } from '../domain/shards.js';
+import type { EngineReject, EngineWarehouse, Warehouse } from '../domain/warehouse.js';
+import { decodePartId, type NormalizedFile, type PartKind, type PartRef, type ShardManifest, type ShardPlan } from '../domain/shards.js';
 import { MkpiError } from '../domain/errors.js';
 import { dateToDay, dayToDate } from '../domain/listen-time.js';
 import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS, SONG_REJECT_REASONS, USER_REJECT_REASONS } from '../domain/reject-reasons.js';
 import { FileMatcher, filesToReread, locate, planPending } from '../stages/plan.js';
-import { checkShards, makePlan, readPlan, writePlan } from '../stages/shards.js';
+import { checkShards, jobOf, makePlan, readPlan, writePlan } from '../stages/shards.js';
 import { normalizeShard } from '../stages/normalize.js';
 import { RejectSink, readRejectLines } from '../stages/rejects.js';
 import { buildBatch } from '../stages/load.js';
@@ -145,22 +145,12 @@ const fixPlanStep = (list: Step) =>
     planReport(r, plan);
   });
 
-function shardJob(plan: ShardPlan, shard: number) {
-  return {
-    runId: plan.runId,
-    shard,
-    shards: plan.shards,
-    files: plan.files.filter((f) => f.shard === shard).map((f) => ({ id: f.id, key: f.key, fingerprint: f.fingerprint })),
-    dimensions: plan.dimensions.filter((d) => d.shard === shard),
-  };
-}
-
 /** A run that planned for itself normalizes every shard, in worker threads beside this one. */
 const normalizeOwnStep = step('normalize', async (r) => {
   const wh = r.wh!;
   if (!wh.ownPlan) return;
   const eng = engineOf(r);
-  const jobs = Array.from({ length: wh.plan.shards }, (_, i) => shardJob(wh.plan, i));
+  const jobs = Array.from({ length: wh.plan.shards }, (_, i) => jobOf(wh.plan, i));
   r.emit({ type: 'stage', stage: 'streams', message: `normalizing ${wh.plan.files.length} stream file(s) in ${jobs.length} shard(s)` });
   let rows = 0;
   await r.timer.stage('normalize', () =>
@@ -281,7 +271,7 @@ const engineLateStep = step('reread', async (r) => {
     normalizeShard(
       r.opts.lake,
       engineOf(r).staging,
-      { runId: wh.plan.runId, shard: -1, shards: wh.plan.shards, files, dimensions: [] },
+      { runId: wh.plan.runId, shard: -1, shards: wh.plan.shards, files, dimensions: [], detailFiles: r.opts.layout },
       { signal: r.opts.signal, partBytes: engineOf(r).partBytes },
     ),
   );
@@ -330,8 +320,9 @@ const engineStageStep = step('stage', async (r) => {
   for (const scan of r.scans) {
     const id = wh.idOf.get(scan.key)!;
     const o = staged.orphans.get(id) ?? { unknown_track: 0, unknown_user: 0 };
-    scan.rejected.unknown_track = o.unknown_track;
-    scan.rejected.unknown_user = o.unknown_user;
+    // Normalize rejects a track_id no song can have (unknown_track) itself; the warehouse the rest.
+    scan.rejected.unknown_track = (scan.rejected.unknown_track ?? 0) + o.unknown_track;
+    scan.rejected.unknown_user = (scan.rejected.unknown_user ?? 0) + o.unknown_user;
     scan.complete = scan.schemaError ? 0 : (staged.complete.get(id) ?? 0);
     scan.reduced = scan.complete;
     if (scan.duplicateHeaders.length > 0)
@@ -389,13 +380,14 @@ const engineRejectsStep = (publish: Step) =>
       if (x.kind === 'duplicate') {
         const file = x.dimension === 'songs' ? songsFile : usersFile;
         const reason = x.dimension === 'songs' ? 'duplicate_track_id' : 'duplicate_user_id';
-        return [file, x.line, reason, duplicateDetail(x.dimension === 'songs' ? 'track_id' : 'user_id', x.id, x.firstLine)];
+        const id = x.dimension === 'songs' ? x.id : decodePartId(x.id);
+        return [file, x.line, reason, duplicateDetail(x.dimension === 'songs' ? 'track_id' : 'user_id', id, x.firstLine)];
       }
       const file = wh.plan.files[x.fileId - 1]?.key ?? String(x.fileId);
       const detail =
         x.reason === 'unknown_track'
           ? `track_id ${shown(x.trackId)} is not a valid song in ${songsFile}`
-          : `user_id ${shown(x.userId)} is not a valid user in ${usersFile}`;
+          : `user_id ${shown(decodePartId(x.userId))} is not a valid user in ${usersFile}`;
       return [file, x.line, x.reason, detail];
     };
     const belongs = (x: EngineReject, group: { dimension?: 'songs' | 'users'; fileId?: number }) =>
@@ -499,11 +491,11 @@ const planCommandStep = (list: Step) =>
     const shards = Math.max(1, Math.floor(eng.shards ?? 1));
     // A plan made again under the same id starts its shards over: their old output no longer fits.
     // (A staging folder not made yet holds nothing.)
-  const earlier = await eng.staging.list(`${id}/`).catch((err: unknown) => {
-    if (err instanceof MkpiError && err.code === 'MKPI_NO_INPUT') return [];
-    throw err;
-  });
-  for (const obj of earlier) if (obj.key.endsWith('/manifest.json')) await eng.staging.remove(obj.key);
+    const earlier = await eng.staging.list(`${id}/`).catch((err: unknown) => {
+      if (err instanceof MkpiError && err.code === 'MKPI_NO_INPUT') return [];
+      throw err;
+    });
+    for (const obj of earlier) if (obj.key.endsWith('/manifest.json')) await eng.staging.remove(obj.key);
     const plan = await newPlan(r, id, shards);
     planReport(r, plan);
     for (const p of r.plan!.pending) {
@@ -542,7 +534,7 @@ const normalizeCommandStep = step('normalize', async (r) => {
     });
   }
   planReport(r, plan);
-  const job = shardJob(plan, shard.index);
+  const job = jobOf(plan, shard.index);
   r.emit({
     type: 'stage',
     stage: 'streams',

@@ -19,9 +19,16 @@ import { createGzip, type Gzip, type ZlibOptions } from 'node:zlib';
 import type { Lake } from '../domain/lake.js';
 import { MkpiError, isMkpiError } from '../domain/errors.js';
 import { dayToDate } from '../domain/listen-time.js';
-import { BAD_ROW_REASONS, REJECT_REASONS, SONG_REJECT_REASONS, USER_REJECT_REASONS } from '../domain/reject-reasons.js';
+import {
+  BAD_ROW_REASONS,
+  REASON_UNKNOWN_TRACK,
+  REJECT_REASONS,
+  SONG_REJECT_REASONS,
+  USER_REJECT_REASONS,
+} from '../domain/reject-reasons.js';
 import {
   MANIFEST_VERSION,
+  encodePartId,
   manifestKey,
   shardPrefix,
   type NormalizedDimension,
@@ -41,6 +48,7 @@ import {
   checkSong,
   checkStreamRow,
   checkUser,
+  couldBeSongId,
   newStreamRowCheck,
   streamRejectDetail,
   type IdLookup,
@@ -66,6 +74,8 @@ export interface NormalizeJob {
   shards: number;
   files: { id: number; key: string; fingerprint: string }[];
   dimensions: PlannedDimension[];
+  /** The dimension files' keys, which an unknown_track detail names (the plan's layout). */
+  detailFiles?: { songs: string; users: string };
 }
 
 export interface NormalizeOptions {
@@ -394,7 +404,7 @@ export async function normalizeShard(lake: Lake, staging: Lake, job: NormalizeJo
                   return;
                 }
                 out.valid++;
-                users.add(`${line},${partField(c.userId)},${c.ageGroup < 0 ? '' : c.ageGroup}\n`);
+                users.add(`${line},${partField(encodePartId(c.userId))},${c.ageGroup < 0 ? '' : c.ageGroup}\n`);
               });
         out.bytes = r.bytes;
         out.duplicateHeaders = r.header.duplicates;
@@ -418,7 +428,8 @@ export async function normalizeShard(lake: Lake, staging: Lake, job: NormalizeJo
       const days = new Set<number>();
       const fileId = String(file.id);
       const key = file.key;
-      const detailDims = { songsFile: '', usersFile: '' };
+      const detailDims = { songsFile: job.detailFiles?.songs ?? 'songs.csv', usersFile: job.detailFiles?.users ?? 'users.csv' };
+      let unknownTracks = 0;
       let rows = 0;
       let kept = 0;
       let lastDay = NaN;
@@ -453,9 +464,16 @@ export async function normalizeShard(lake: Lake, staging: Lake, job: NormalizeJo
             lastDay = day;
             lastDate = dayToDate(day);
           }
+          const trackId = fields[h.indexes[1]].trim();
+          // No song can have this track_id: the row is an orphan whatever the dimensions hold.
+          if (!couldBeSongId(trackId)) {
+            unknownTracks++;
+            rejects.add(key, line, 'unknown_track', streamRejectDetail(REASON_UNKNOWN_TRACK, fields, flag, h, detailDims), fields);
+            return;
+          }
           kept++;
           listens.add(
-            `${fileId},${line},${partField(fields[h.indexes[0]].trim())},${partField(fields[h.indexes[1]].trim())},${lastDate},${hourKey - day * 24}\n`,
+            `${fileId},${line},${partField(encodePartId(fields[h.indexes[0]].trim()))},${partField(trackId)},${lastDate},${hourKey - day * 24}\n`,
           );
         });
         out.bytes = r.bytes;
@@ -471,6 +489,7 @@ export async function normalizeShard(lake: Lake, staging: Lake, job: NormalizeJo
       out.rows = rows;
       out.listens = kept;
       out.rejected = Object.fromEntries(BAD_ROW_REASONS.map((r, i) => [r, counts[i]]));
+      if (unknownTracks > 0) out.rejected.unknown_track = unknownTracks;
       out.dates = [...days].sort((a, b) => a - b).map(dayToDate);
       out.rejectsKey = await rejects.finish();
       out.rejectsCount = rejects.count;

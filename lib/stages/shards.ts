@@ -239,6 +239,7 @@ export function jobOf(plan: ShardPlan, shard: number): NormalizeJob {
     shards: plan.shards,
     files: plan.files.filter((f) => f.shard === shard).map((f) => ({ id: f.id, key: f.key, fingerprint: f.fingerprint })),
     dimensions: plan.dimensions.filter((d) => d.shard === shard),
+    detailFiles: { songs: plan.layout.songs, users: plan.layout.users },
   };
 }
 

@@ -157,6 +157,15 @@ function unstorable(name: string, value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Whether a stream row's track_id could be that of a valid song: one over 255 characters or
+ * holding U+0000 never is (checkSong rejects it as value_too_long), so its row is unknown_track
+ * whatever the songs file holds.
+ */
+export function couldBeSongId(trackId: string): boolean {
+  return unstorable('track_id', trackId) === undefined;
+}
+
 export type SongCheck =
   | { ok: true; trackId: string; genre: string; durationMs: number; artists: string[] }
   | { ok: false; reason: SongRejectReason; detail: string };

@@ -33,7 +33,18 @@ describe('e2e: the warehouse engine', function () {
   it('PostgreSQL: run --engine warehouse, and plan + normalize 2/3, 0/3, 1/3 + run --run-id, equal the streaming engine', async () => {
     const ref = await reference('messy');
     const url = await freshDatabase('eng_pg');
-    const one = await runCli(['run', '--engine', 'warehouse', '--lake', copyLake('messy'), '--warehouse', url, '--max-bad-rows', '1000000', '--json']);
+    const one = await runCli([
+      'run',
+      '--engine',
+      'warehouse',
+      '--lake',
+      copyLake('messy'),
+      '--warehouse',
+      url,
+      '--max-bad-rows',
+      '1000000',
+      '--json',
+    ]);
     expect(one.code, one.stderr).to.equal(0);
     expect(one.json.engine).to.equal('warehouse');
     expect(one.json.totals).to.deep.equal(ref.report.totals);
@@ -91,7 +102,14 @@ describe('e2e: the warehouse engine', function () {
         const dbUrl = await freshDatabase(`eng_rs${n}`);
         const db = new URL(dbUrl).pathname.slice(1);
         const lakeArgs = ['--lake', `s3://${bucket}/music`, '--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--json'];
-        const whArgs = ['--warehouse', rs.url(db), '--staging', `s3://${bucket}/staging/`, '--iam-role', 'arn:aws:iam::123456789012:role/musickpi-copy'];
+        const whArgs = [
+          '--warehouse',
+          rs.url(db),
+          '--staging',
+          `s3://${bucket}/staging/`,
+          '--iam-role',
+          'arn:aws:iam::123456789012:role/musickpi-copy',
+        ];
         const env = { ...s3.env, PGPASSWORD: rs.password };
         const refusedBefore = rs.refused.length;
         const copiesBefore = rs.copies.length;
@@ -116,7 +134,10 @@ describe('e2e: the warehouse engine', function () {
         expect(await tableRows(dbUrl, 'hourly_kpis')).to.deep.equal(ref.hourly);
         expect(await tableRows(dbUrl, 'genre_level_kpis')).to.deep.equal(ref.genre);
         const copies = rs.copies.slice(copiesBefore);
-        expect(copies.some((c) => c.manifest && /listens/.test(c.table)), 'listens parts COPYed by manifest').to.equal(true);
+        expect(
+          copies.some((c) => c.manifest && /listens/.test(c.table)),
+          'listens parts COPYed by manifest',
+        ).to.equal(true);
         const left = await s3.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'staging/' }));
         expect((left.Contents ?? []).map((o) => o.Key)).to.deep.equal([]);
       }
@@ -172,7 +193,12 @@ async function bigCatalogueLake(dir: string, songs: number, users: number, liste
   await write(join(dir, 'songs.csv'), 'track_id,artists,track_genre,duration_ms\n', songs, (i) => {
     return `t${(i * 2654435761) % 4294967296}x${i},Artist ${i % 50_000};Feat ${i % 977},${genres[i % genres.length]},${180000 + (i % 60000)}\n`;
   });
-  await write(join(dir, 'users.csv'), 'user_id,user_age,user_country\n', users, (i) => `u${i}-${(i * 40503) % 65536},${18 + (i % 60)},C${i % 90}\n`);
+  await write(
+    join(dir, 'users.csv'),
+    'user_id,user_age,user_country\n',
+    users,
+    (i) => `u${i}-${(i * 40503) % 65536},${18 + (i % 60)},C${i % 90}\n`,
+  );
   let x = 12345;
   const next = () => (x = (x * 1103515245 + 12345) % 2147483648);
   for (const f of [0, 1]) {

@@ -279,6 +279,7 @@ describe('stages/shards: jobOf', () => {
         { id: 3, key: 'streams/c.csv.gz', fingerprint: '300:1' },
       ],
       dimensions: [],
+      detailFiles: { songs: plan.layout.songs, users: plan.layout.users },
     });
     expect(jobOf(plan, 1).dimensions.map((d) => d.kind)).to.deep.equal(['songs', 'users']);
     expect((await codeOf(() => jobOf(plan, 3))).code).to.equal('MKPI_USAGE');
