@@ -5,7 +5,7 @@
 # KubernetesJobOperator per step, Argo) chains them. It stops at the first failed Job: nothing is
 # loaded before the run Job, and the files stay pending for the next run.
 #
-#   NS=data RUN_ID=day-2024-06-01 ./fanout.sh
+#   NS=data RUN_ID=day-2024-06-01 ./fanout.sh     # the manifests name no namespace: NS decides
 set -euo pipefail
 
 NS=${NS:-data}
