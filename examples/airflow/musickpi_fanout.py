@@ -31,7 +31,7 @@ What the tasks rely on (as in musickpi_bash.py):
 - Re-running a shard (a retry, a cleared task) replaces its output: normalize removes the shard's
   manifest first, rewrites its parts and writes the manifest last. Re-running the plan task (same run
   id) makes the plan again and removes every shard's manifest: clear its downstream tasks with it
-  (the Airflow UI does by default), so that they normalize the new plan.
+  (the Clear dialog's "Downstream" option), so that they normalize the new plan.
 - Once the run has loaded and archived, it removes the plan's staging (plan and parts). A retry of a
   run task whose load had committed (killed just after) exits 75 MKPI_PLAN_STALE (its files are
   loaded), or 66 MKPI_PLAN_NOT_FOUND once the staging is gone: the files were loaded once either way
