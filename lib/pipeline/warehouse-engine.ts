@@ -89,6 +89,29 @@ async function newPlan(r: Run, id: string, shards: number): Promise<ShardPlan> {
   return plan;
 }
 
+/** Run ids as newRunId makes them (20241201T031500Z-abc123): what a run that plans for itself names its plan. */
+const OWN_PLAN = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-[a-z0-9]+$/;
+const STALE_OWN_PLAN_MS = 3_600_000;
+
+/**
+ * A run killed before its cleanup leaves its own plan's staging behind; the next run (holding the
+ * run lock) removes such folders once they are an hour old. Plans made by `plan` (named by the
+ * user's --run-id) are never touched: their shards may still be running elsewhere.
+ */
+async function sweepOwnPlans(r: Run): Promise<void> {
+  const staging = engineOf(r).staging;
+  const objects = await staging.list('').catch(() => []);
+  const now = Date.now();
+  for (const obj of objects) {
+    const folder = obj.key.split('/')[0];
+    const m = OWN_PLAN.exec(folder);
+    if (!m || folder === r.opts.runId) continue;
+    const at = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+    if (now - at < STALE_OWN_PLAN_MS) continue;
+    await staging.remove(obj.key).catch(() => undefined);
+  }
+}
+
 function checkPlanFits(r: Run, plan: ShardPlan): void {
   const { lake } = r.opts;
   if (plan.lake !== lake.root) {
@@ -114,6 +137,7 @@ const fixPlanStep = (list: Step) =>
     const eng = engineOf(r);
     r.report.engine = 'warehouse';
     if (eng.planId === undefined) {
+      if (!r.report.dryRun) await sweepOwnPlans(r);
       await list.run(r);
       const shards = Math.max(1, Math.floor(eng.shards ?? 1));
       const plan = await newPlan(r, r.opts.runId, shards);

@@ -228,8 +228,12 @@ describe('warehouse engine = streaming engine (PostgreSQL)', function () {
     });
   }
 
-  it('fixtures/messy: three shards in worker threads, with run (archive, staging removed)', async () => {
-    await expectSame(copyLake(join(REPO, 'fixtures', 'messy')), { shards: 3 }, 'messy x3', 'run');
+  it("fixtures/messy: three shards in worker threads, with run (archive, staging removed, a killed run's old staging swept)", async () => {
+    const dir = copyLake(join(REPO, 'fixtures', 'messy'));
+    const staging = join(dir, '_musickpi', 'staging');
+    mkdirSync(join(staging, '20200101T000000Z-abc123', 'shard-0000-of-0001'), { recursive: true });
+    writeFileSync(join(staging, '20200101T000000Z-abc123', 'shard-0000-of-0001', 'listens-00000.csv.gz'), 'x');
+    await expectSame(dir, { shards: 3 }, 'messy x3', 'run');
   });
 
   it('fixtures/tiny: plan + normalize 3 shards in any order, one twice, then the run', async () => {
