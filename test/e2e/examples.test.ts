@@ -200,8 +200,9 @@ describe('e2e: examples', function () {
   this.timeout(300_000);
 
   describe('Airflow DAGs', () => {
+    // The warehouse engine's fan-out DAG runs its three steps in order and is tested by fanout.test.ts.
     const files = readdirSync(AIRFLOW)
-      .filter((f) => f.endsWith('.py'))
+      .filter((f) => f.endsWith('.py') && f !== 'musickpi_fanout.py')
       .sort();
 
     it('there are the BashOperator, DockerOperator and KubernetesPodOperator variants', () => {
