@@ -4,7 +4,7 @@ import importX from 'eslint-plugin-import-x';
 import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'tmp/**', '.musickpi/**', 'fixtures/**', 'eslint.config.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'tmp/**', '.musickpi/**', 'fixtures/**', 'eslint.config.js', 'test/support/*.mjs'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
