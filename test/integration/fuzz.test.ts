@@ -950,7 +950,11 @@ async function iteration(i: number, url: string, stats: Stats): Promise<void> {
       expect(rejectLines(dir, wh.rejectsOutput), 'warehouse engine: rejects').to.deep.equal(rejects);
       const w = await tables(url, whSchema);
       const order = (rows: Record<string, unknown>[]) =>
-        rows.map((row) => JSON.stringify(row, (k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(12)) : v))).sort();
+        rows
+          .map((row) =>
+            JSON.stringify(row, (k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(12)) : v)),
+          )
+          .sort();
       expect(order(w.hourly), 'warehouse engine: hourly_kpis').to.deep.equal(order(t.hourly));
       expect(order(w.genre), 'warehouse engine: genre_level_kpis').to.deep.equal(order(t.genre));
       stats.engine++;
