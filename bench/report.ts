@@ -571,7 +571,7 @@ const CAUSES: Record<TargetKind, string> = {
     'ledger, ~1.1 GB/s) and found the record boundaries; splitting costs ~0.7 s of CPU (the hash pass, thread start-up, a ' +
     "reader's state per thread). On 2 cores shared with other work the second core is often not free, so the wall gains " +
     'less than the CPU split promises; the ratio is taken within one run, alternating, so both sides saw the same load.',
-  late: "Each day's run re-reads the archived files of the dates its tail touches (the table above); see the section below.",
+  late: "Each day's run re-reads, whole, every archived file that carries a date its tail touches (the late-file rule recomputes a date from all its rows): from day 8 on that is 7 files, ~7 × the new file's bytes, and the wall grows by roughly one file-read per archived file. The fix the issue suggests is not built: keep each date's mergeable reducer state (the reducers already merge) where the next run can read it back, valid only for the dimension files' fingerprints it was built with, so that a run parses only its new rows.",
   'e2e-daily':
     'The daily run end to end is the daily compute (start-up, dimensions, stream, result: see the ratio row) plus creating ' +
     'the schema in a fresh database, the load transaction and the archive; the dimensions alone are about half of it.',

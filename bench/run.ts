@@ -354,6 +354,8 @@ async function main(): Promise<void> {
     printTargets(res);
     mkdirSync(dirname(DOCS), { recursive: true });
     writeFileSync(DOCS, renderDocs(res));
+    // The raw figures too, so that a later look can start from them rather than from the rendered doc.
+    writeFileSync(join(CACHE, QUICK ? 'results-quick.json' : 'results.json'), JSON.stringify(res) + '\n');
     log(`wrote ${DOCS}`);
   } finally {
     if (s3) await s3.stop().catch(() => undefined);
