@@ -3,7 +3,7 @@ SHELL := /bin/bash
 DEMO_LAKE := .musickpi/demo-lake
 BIN := ./bin/musickpi
 
-.PHONY: all install build lint test test-faults demo bench clean
+.PHONY: all install build lint test test-faults demo bench bench-full clean
 
 all: build
 
@@ -46,10 +46,14 @@ demo: build
 	$(BIN) runs --quiet --home .musickpi/home
 	@echo "report page: $(abspath $(DEMO_REPORT))"
 
-# The benchmark of issue 3, which doubles as a differential test against DuckDB: regenerates
-# docs/performance.md (lakes cached under tmp/bench/). BENCH_ARGS=--quick: a small lake, for a smoke test.
+# The benchmark of issues 3 and 12, which doubles as a differential test against DuckDB: regenerates
+# docs/performance.md (lakes cached under tmp/bench/). BENCH_ARGS=--quick: small lakes, for a smoke test.
+# bench-full adds the 10M / 20-day and 30M / 90-day backfills (about half an hour more, several GB of lakes).
 bench: build
 	npm run bench -- $(BENCH_ARGS)
+
+bench-full: build
+	npm run bench -- --full $(BENCH_ARGS)
 
 clean:
 	rm -rf dist .musickpi

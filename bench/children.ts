@@ -2,7 +2,7 @@
 // and peak RSS of every run.
 
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, BenchFailure, DIST_BENCH, PROBE, REPO, THREADS } from './env.js';
 import type { Row } from './differential.js';
@@ -57,6 +57,7 @@ export interface Report {
   timings: Record<string, number>;
   loaded?: boolean;
   archived?: unknown[];
+  reread?: { name: string; bytes: number; rows: number; rowsUsed: number }[];
 }
 
 export function parseReport(r: ChildRun, what: string): Report {
@@ -74,10 +75,41 @@ export function parseReport(r: ChildRun, what: string): Report {
 export async function musickpi(
   argv: string[],
   what: string,
-  opts: { env?: NodeJS.ProcessEnv } = {},
+  opts: { env?: NodeJS.ProcessEnv; nodeFlags?: string[] } = {},
 ): Promise<{ run: ChildRun; report: Report }> {
-  const run = await runChild(BIN, [...argv, '--json', '--quiet'], { env: opts.env, nodeFlags: ['--openssl-legacy-provider'] });
+  const run = await runChild(BIN, [...argv, '--json', '--quiet'], {
+    env: opts.env,
+    nodeFlags: ['--openssl-legacy-provider', ...(opts.nodeFlags ?? [])],
+  });
   return { run, report: parseReport(run, what) };
+}
+
+/** A floor (floors.ts) as a child process: `read` one thread, or `parse` on THREADS worker threads. */
+export async function floor(mode: 'read' | 'parse', files: string[]): Promise<{ run: ChildRun; bytes: number; records: number }> {
+  const run = await runChild(join(DIST_BENCH, 'floors.js'), [mode, ...(mode === 'parse' ? ['--threads', String(THREADS)] : []), ...files]);
+  if (run.code !== 0) throw new BenchFailure(`floor ${mode}: exit ${run.code}\n${run.stderr.slice(-2000)}`);
+  const r = JSON.parse(run.stdout) as { bytes: number; records: number };
+  return { run, bytes: r.bytes, records: r.records };
+}
+
+/** `cat FILES > /dev/null`: the page-cache read floor without Node's start-up (wall only; no probe in cat). */
+export function catFloor(files: string[]): Promise<ChildRun> {
+  return new Promise((resolvePromise, reject) => {
+    const devNull = openSync('/dev/null', 'w');
+    const start = performance.now();
+    const child = spawn('cat', files, { stdio: ['ignore', devNull, 'pipe'] });
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (e) => {
+      closeSync(devNull);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      closeSync(devNull);
+      if (code !== 0) reject(new BenchFailure(`cat: exit ${code}: ${stderr}`));
+      else resolvePromise({ wallMs: performance.now() - start, maxRssMb: NaN, cpuMs: NaN, code, stdout: '', stderr });
+    });
+  });
 }
 
 export interface DuckOut {

@@ -1,5 +1,5 @@
 // The benchmark's settings and output: where the repository and the built files are, the command
-// line (--quick, --runs, --skip, --shapes, --docs, --cache), progress on stderr and figures on stdout.
+// line (--quick, --full, --runs, --skip, --shapes, --docs, --cache), progress on stderr and figures on stdout.
 
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -24,6 +24,7 @@ export const PROBE = pathToFileURL(join(DIST_BENCH, 'rss-probe.js')).href;
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    full: { type: 'boolean', default: false },
     runs: { type: 'string' },
     skip: { type: 'string', default: '' },
     docs: { type: 'string' },
@@ -32,6 +33,8 @@ const { values: args } = parseArgs({
   },
 });
 export const QUICK = args.quick ?? false;
+/** --full: the big shapes too (the 10M and 30M backfills: minutes a run, gigabytes of state). */
+export const FULL = args.full ?? false;
 export const RUNS = Math.max(3, Number(args.runs ?? (args.quick ? 3 : 5)));
 export const SKIP = new Set(
   (args.skip ?? '')
@@ -42,7 +45,7 @@ export const SKIP = new Set(
 export const CACHE = resolve(REPO, args.cache ?? join('tmp', 'bench'));
 export const DOCS = args.docs ? resolve(args.docs) : QUICK ? join(CACHE, 'performance-quick.md') : join(REPO, 'docs', 'performance.md');
 export const THREADS = 2;
-/** --shapes daily,bigfile,…: only these lake shapes in the shape table (default: all). */
+/** --shapes daily,bigfile,…: only these lake shapes in the shape table, big ones included (default: all but the big ones). */
 export const SHAPES = args.shapes === undefined ? undefined : new Set(args.shapes.split(',').map((x) => x.trim()));
 
 // The AWS SDK's notice that its 2027 releases need Node 22 would interrupt the progress lines.

@@ -22,6 +22,14 @@ export interface LakeSpec {
    * data, merged exports): each row's hour is a cache miss for the reducers.
    */
   order?: 'time' | 'random';
+  /** 'string' (default): `user_<n>` IDs. 'numeric': `1`, `2`, … as in real exports (issue 12). */
+  userIds?: 'string' | 'numeric';
+  /**
+   * The late-tail sequence (issue 12): one file per day (files = days), file k in time order over
+   * day k, followed by `fraction` × its listens for each of the `prevDays` days before it (mobile
+   * clients that were offline), each tail in time order over its own day.
+   */
+  lateTail?: { prevDays: number; fraction: number };
 }
 
 /** Mulberry32: small, fast, and the same sequence on every machine. */
@@ -246,7 +254,7 @@ export function generateLake(spec: LakeSpec): { trackIds: string[]; userIds: str
   const users = new Out(openSync(join(spec.out, 'users.csv'), 'w'));
   users.write('user_id,user_age,user_country\n');
   for (let i = 0; i < spec.users; i++) {
-    const id = `user_${(i * 2654435761) % 4294967296}`;
+    const id = spec.userIds === 'numeric' ? String(i + 1) : `user_${(i * 2654435761) % 4294967296}`;
     userIds.push(id);
     const age = r() < 0.03 ? '' : String(13 + Math.floor(r() * 70));
     users.write(`${id},${age},${pick(COUNTRIES)}\n`);
@@ -260,6 +268,8 @@ export function generateLake(spec: LakeSpec): { trackIds: string[]; userIds: str
   const span = spec.days * 86400_000;
   const perFile = Math.ceil(spec.streams / spec.files);
   let written = 0;
+  const late = spec.lateTail;
+  if (late && spec.files !== spec.days) throw new Error('generate-lake: a late-tail lake has one file per day (files = days)');
   for (let f = 0; f < spec.files; f++) {
     const crlf = spec.messy && f % 2 === 1;
     const nl = crlf ? '\r\n' : '\n';
@@ -290,6 +300,16 @@ export function generateLake(spec: LakeSpec): { trackIds: string[]; userIds: str
       }
       out.write(`${user},${track},${time}${nl}`);
     }
+    if (late) {
+      const tail = Math.round(n * late.fraction);
+      for (let d = Math.max(0, f - late.prevDays); d < f; d++) {
+        const day0 = start + d * 86400_000;
+        for (let i = 0; i < tail; i++) {
+          const t = new Date(day0 + (i + r()) * (86400_000 / tail)).toISOString();
+          out.write(`${userIds[sample(userCdf, r())]},${trackIds[sample(trackCdf, r())]},${t.slice(0, 10)} ${t.slice(11, 19)}${nl}`);
+        }
+      }
+    }
     written += n;
     out.close();
   }
@@ -317,6 +337,7 @@ function main(): void {
         messy: { type: 'boolean', default: false },
         'start-date': { type: 'string', default: '2024-06-01' },
         order: { type: 'string', default: 'time' },
+        'user-ids': { type: 'string', default: 'string' },
       },
     });
   } catch (err) {
@@ -344,6 +365,7 @@ function main(): void {
     messy: values.messy ?? false,
     startDate: values['start-date'],
     order: values.order === 'random' ? 'random' : 'time',
+    userIds: values['user-ids'] === 'numeric' ? 'numeric' : 'string',
   });
   process.stderr.write(`lake written to ${values.out} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 }

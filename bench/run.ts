@@ -1,23 +1,29 @@
 // The benchmark (issues 3 and 12), and a differential test: `make bench` / `npm run bench`
-// (node dist/bench/run.js [--quick] [--runs N] [--shapes daily,bigfile,…] [--skip …] [--docs FILE]).
+// (node dist/bench/run.js [--quick] [--full] [--runs N] [--shapes daily,bigfile,…] [--skip …] [--docs FILE]).
 //
-//   1. the lake shapes users have (bench/lakes.ts: the daily file, one big file, shuffled rows,
-//      the time-ordered lake, a large catalogue), each generated once and cached under tmp/bench/:
-//      musickpi `compute --dry-run` against a PostgreSQL started beforehand, the spec-complete
-//      DuckDB peer and the simplest-user-query DuckDB peer (bench/duckdb-kpis.ts, 2 threads), each
-//      a child process, alternating, 1 warm-up + N runs each: median whole-process wall, CPU, peak
-//      RSS, and the ratio against the faster peer;
+//   1. the lake shapes users have (bench/lakes.ts: the daily file, with string and with numeric
+//      user IDs, one big file, shuffled rows, the time-ordered lake, a large catalogue; with
+//      --full the 10M / 20-day and 30M / 90-day backfills), each generated once and cached under
+//      tmp/bench/: musickpi `compute --dry-run` against a PostgreSQL started beforehand, the
+//      spec-complete DuckDB peer and the simplest-user-query DuckDB peer (bench/duckdb-kpis.ts,
+//      2 threads), and the physical floors (bench/floors.ts: reading the bytes from page cache,
+//      the parser alone on both cores), each a child process, alternating, 1 warm-up + N runs
+//      each: median whole-process wall, CPU, peak RSS, the ratio against the faster peer and the
+//      distance to each floor; the one-big-file shape also with `--workers 0` (one reader);
 //   2. the differential check: the KPI tables musickpi loads into PostgreSQL must equal the
 //      complete peer's (spec §6: relative tolerance 1e-9) on every shape and on a generated messy
 //      lake; any difference fails the benchmark loudly (exit 1);
-//   3. memory scaling: peak RSS at 5M and at 20M listens, same shape;
-//   4. end to end: `run` (load + archive) into a fresh database on a fresh copy of the lake,
-//      against compute-only;
-//   5. the lake on S3 (an in-process s3rver) against the local lake;
-//   6. the parser comparison (bench/parsers.ts).
-// --skip takes shape-diff, messy, scale, e2e, s3, parsers. Progress goes to stderr, figures to
-// stdout, and everything into docs/performance.md (full runs only; --quick writes
-// tmp/bench/performance-quick.md and uses small lakes of the same shapes).
+//   3. end to end: `run` (load + archive) into a fresh database on a fresh copy of the daily lake
+//      and of the time-ordered lake, against compute-only;
+//   4. the late-tail sequence (bench/late-tail.ts): one `run` a day, day k / day 1, and the tables
+//      equal to one run over all the files;
+//   5. memory scaling: peak RSS at 5M and at 20M listens, same shape;
+//   6. the lake on S3 (an in-process s3rver) against the local lake;
+//   7. the parser comparison (bench/parsers.ts).
+// --skip takes shape-diff, messy, scale, e2e, late, s3, parsers; --shapes names the shapes to run,
+// big ones included. Progress goes to stderr, figures to stdout, and everything into
+// docs/performance.md (full runs only; --quick writes tmp/bench/performance-quick.md and uses
+// small lakes of the same shapes).
 //
 // Peak RSS: each child runs with `--import dist/bench/rss-probe.js`, which prints
 // process.resourceUsage().maxRSS (getrusage: the whole process, worker threads included, over
@@ -28,14 +34,16 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { startEmbedded, type EmbeddedServer } from '../lib/adapters/warehouse/embedded/index.js';
-import { duckdb, musickpi, runChild, type DuckOut } from './children.js';
+import { catFloor, duckdb, floor, musickpi, runChild, type ChildRun, type DuckOut } from './children.js';
 import { GENRE_KEY, HOURLY_KEY, diffTables, tableRows } from './differential.js';
-import { BenchFailure, CACHE, DIST_BENCH, DOCS, QUICK, RUNS, SHAPES, SKIP, THREADS, log, out } from './env.js';
-import { MESSY, copyLake, ensureLake, lakeBytes, mainShape, shapes } from './lakes.js';
+import { BenchFailure, CACHE, DIST_BENCH, DOCS, FULL, QUICK, RUNS, SHAPES, SKIP, THREADS, log, out } from './env.js';
+import { MESSY, copyLake, ensureLake, lakeBytes, lateTailShape, mainShape, shapes, streamFiles } from './lakes.js';
+import { lateTail } from './late-tail.js';
 import {
   machine,
   printDifferential,
   printE2e,
+  printLateTail,
   printS3,
   printScale,
   printShape,
@@ -45,7 +53,7 @@ import {
   type ShapeResult,
 } from './report.js';
 import { S3_CREDS, dropDatabase, newDatabase, rawGet, startS3, uploadLake } from './services.js';
-import { avgTimings, fmtMb, fmtS, median } from './stats.js';
+import { avgTimings, fmtMb, fmtS, median, type Series } from './stats.js';
 
 const MAIN = mainShape(QUICK);
 const SCALE = 4; // the memory-scaling lake has SCALE times the listens
@@ -62,7 +70,7 @@ function sameTables(a: DuckOut, b: DuckOut): boolean {
 }
 
 async function main(): Promise<void> {
-  for (const f of ['rss-probe.js', 'duckdb-kpis.js', 'parsers.js']) {
+  for (const f of ['rss-probe.js', 'duckdb-kpis.js', 'parsers.js', 'floors.js']) {
     if (!existsSync(join(DIST_BENCH, f)))
       throw new BenchFailure(`${join(DIST_BENCH, f)} is missing: run \`npm run build\` first (make bench does)`);
   }
@@ -123,11 +131,17 @@ async function main(): Promise<void> {
       return m;
     };
 
-    // 1. Every shape: musickpi and the two DuckDB peers, alternating.
+    // 1. Every shape: musickpi, the two DuckDB peers and the floors, alternating.
     let lastDuck: DuckOut | undefined;
-    for (const named of shapes(QUICK)) {
-      if (SHAPES && !SHAPES.has(named.id)) continue;
+    const push = (series: Series, run: ChildRun) => {
+      series.walls.push(run.wallMs);
+      series.rss.push(run.maxRssMb);
+      series.cpu.push(run.cpuMs);
+    };
+    for (const named of shapes(QUICK, FULL || SHAPES !== undefined)) {
+      if (SHAPES ? !SHAPES.has(named.id) : named.big && !FULL) continue;
       const dir = ensureLake(CACHE, named.shape, log);
+      const files = streamFiles(dir);
       const sr: ShapeResult = {
         id: named.id,
         title: named.title,
@@ -136,6 +150,12 @@ async function main(): Promise<void> {
         mk: { name: 'musickpi compute --dry-run', walls: [], rss: [], cpu: [] },
         duck: { name: `DuckDB complete, ${THREADS} threads`, walls: [], rss: [], cpu: [] },
         simple: { name: `DuckDB simple, ${THREADS} threads`, walls: [], rss: [], cpu: [] },
+        read: { name: 'floor: read the stream files (Node, one thread)', walls: [], rss: [], cpu: [] },
+        cat: { name: 'floor: cat the stream files > /dev/null', walls: [], rss: [], cpu: [] },
+        parse: { name: `floor: CsvParser alone, ${THREADS} worker threads`, walls: [], rss: [], cpu: [] },
+        oneReader: named.oneReader
+          ? { name: 'musickpi compute --dry-run --workers 0 (one reader)', walls: [], rss: [], cpu: [] }
+          : undefined,
         mkTimings: {},
         simpleEqual: true,
       };
@@ -150,11 +170,22 @@ async function main(): Promise<void> {
           throw new BenchFailure(`musickpi read ${m.report.totals.rowsRead} rows of ${named.id}, expected ${named.shape.streams}`);
         const d = await duckdb(dir, duckOut);
         const s = await duckdb(dir, simpleOut, true);
+        const rd = await floor('read', files);
+        const ct = await catFloor(files);
+        const ps = await floor('parse', files);
+        const one = sr.oneReader
+          ? await musickpi([...computeArgs(dir), '--workers', '0'], `musickpi compute --workers 0 (${named.id})`)
+          : undefined;
+        if (rd.bytes !== sr.bytes.streams)
+          throw new BenchFailure(`read floor: ${rd.bytes} bytes of ${named.id}, expected ${sr.bytes.streams}`);
         complete = d.result;
         log(
           `${label}: musickpi ${fmtS(m.run.wallMs)} (CPU ${fmtS(m.run.cpuMs)}) ${fmtMb(m.run.maxRssMb)}, ` +
             `DuckDB ${fmtS(d.run.wallMs)} (CPU ${fmtS(d.run.cpuMs)}) ${fmtMb(d.run.maxRssMb)}, ` +
-            `simple ${fmtS(s.run.wallMs)} (CPU ${fmtS(s.run.cpuMs)}) ${fmtMb(s.run.maxRssMb)}; load ${os.loadavg()[0].toFixed(2)}`,
+            `simple ${fmtS(s.run.wallMs)} (CPU ${fmtS(s.run.cpuMs)}) ${fmtMb(s.run.maxRssMb)}, ` +
+            `floors: read ${fmtS(rd.run.wallMs)} / cat ${fmtS(ct.wallMs)} / parse ${fmtS(ps.run.wallMs)}` +
+            (one ? `, one reader ${fmtS(one.run.wallMs)}` : '') +
+            `; load ${os.loadavg()[0].toFixed(2)}`,
         );
         if (d.result.completeRows !== m.report.totals.completeRows) {
           throw new BenchFailure(
@@ -165,15 +196,13 @@ async function main(): Promise<void> {
           sr.simpleEqual = sameTables(d.result, s.result);
           continue;
         }
-        for (const [series, run] of [
-          [sr.mk, m.run],
-          [sr.duck, d.run],
-          [sr.simple, s.run],
-        ] as const) {
-          series.walls.push(run.wallMs);
-          series.rss.push(run.maxRssMb);
-          series.cpu.push(run.cpuMs);
-        }
+        push(sr.mk, m.run);
+        push(sr.duck, d.run);
+        push(sr.simple, s.run);
+        push(sr.read, rd.run);
+        push(sr.cat, ct);
+        push(sr.parse, ps.run);
+        if (one && sr.oneReader) push(sr.oneReader, one.run);
         timings.push(m.report.timings);
       }
       sr.mkTimings = avgTimings(timings);
@@ -198,34 +227,51 @@ async function main(): Promise<void> {
     printDifferential(res);
 
     if (!SKIP.has('e2e')) {
-      const walls: number[] = [];
-      const computeWalls: number[] = [];
-      const rss: number[] = [];
-      const timings: Record<string, number>[] = [];
-      for (let i = 0; i <= RUNS; i++) {
-        // compute-only and run alternate, so that the ratio compares runs made under the same conditions.
-        const c = await musickpi(computeArgs(lake), 'musickpi compute');
-        const name = `bench_e2e_${i}`;
-        const url = await newDatabase(server.url, name);
-        const copy = join(work, `e2e-${i}`);
-        copyLake(lake, copy);
-        const m = await musickpi(['run', '--warehouse', url, '--lake', copy], 'musickpi run');
-        if (!m.report.loaded || (m.report.archived?.length ?? 0) !== MAIN.files)
-          throw new BenchFailure('musickpi run did not load and archive every file');
-        log(
-          `e2e ${i === 0 ? 'warm-up' : `run ${i}/${RUNS}`}: compute-only ${fmtS(c.run.wallMs)}, run ${fmtS(m.run.wallMs)} ` +
-            `${fmtMb(m.run.maxRssMb)} ${JSON.stringify(m.report.timings)}`,
-        );
-        await dropDatabase(server.url, name);
-        rmSync(copy, { recursive: true, force: true });
-        if (i === 0) continue;
-        walls.push(m.run.wallMs);
-        computeWalls.push(c.run.wallMs);
-        rss.push(m.run.maxRssMb);
-        timings.push(m.report.timings);
-      }
-      res.e2e = { run: walls, compute: median(computeWalls), timings: avgTimings(timings), rss };
+      // compute-only and run alternate, so that the ratio compares runs made under the same conditions.
+      const e2e = async (tag: string, lakeDir: string, files: number) => {
+        const walls: number[] = [];
+        const computeWalls: number[] = [];
+        const rss: number[] = [];
+        const cpu: number[] = [];
+        const timings: Record<string, number>[] = [];
+        for (let i = 0; i <= RUNS; i++) {
+          const c = await musickpi(computeArgs(lakeDir), 'musickpi compute');
+          const name = `bench_e2e_${i}`;
+          const url = await newDatabase(server!.url, name);
+          const copy = join(work, `e2e-${i}`);
+          copyLake(lakeDir, copy);
+          const m = await musickpi(['run', '--warehouse', url, '--lake', copy], 'musickpi run');
+          if (!m.report.loaded || (m.report.archived?.length ?? 0) !== files)
+            throw new BenchFailure('musickpi run did not load and archive every file');
+          log(
+            `e2e ${tag} ${i === 0 ? 'warm-up' : `run ${i}/${RUNS}`}: compute-only ${fmtS(c.run.wallMs)}, run ${fmtS(m.run.wallMs)} ` +
+              `${fmtMb(m.run.maxRssMb)} ${JSON.stringify(m.report.timings)}`,
+          );
+          await dropDatabase(server!.url, name);
+          rmSync(copy, { recursive: true, force: true });
+          if (i === 0) continue;
+          walls.push(m.run.wallMs);
+          computeWalls.push(c.run.wallMs);
+          rss.push(m.run.maxRssMb);
+          cpu.push(m.run.cpuMs);
+          timings.push(m.report.timings);
+        }
+        return { run: walls, compute: median(computeWalls), timings: avgTimings(timings), rss, cpu };
+      };
+      const daily = shapes(QUICK).find((x) => x.id === 'daily')!.shape;
+      res.e2eDaily = await e2e('daily', ensureLake(CACHE, daily, log), daily.files);
+      res.e2e = await e2e('main', lake, MAIN.files);
       printE2e(res);
+    }
+
+    // The late-tail sequence: one run a day into PostgreSQL, archive included.
+    if (!SKIP.has('late')) {
+      const shape = lateTailShape(QUICK);
+      const dir = ensureLake(CACHE, shape, log);
+      log(`late-tail sequence: ${shape.files} days, 3 repetitions`);
+      res.lateTail = await lateTail(server.url, dir, work, 3);
+      res.lateTailShape = shape;
+      printLateTail(res);
     }
 
     // 3. Memory scaling.
@@ -308,6 +354,8 @@ async function main(): Promise<void> {
     printTargets(res);
     mkdirSync(dirname(DOCS), { recursive: true });
     writeFileSync(DOCS, renderDocs(res));
+    // The raw figures too, so that a later look can start from them rather than from the rendered doc.
+    writeFileSync(join(CACHE, QUICK ? 'results-quick.json' : 'results.json'), JSON.stringify(res) + '\n');
     log(`wrote ${DOCS}`);
   } finally {
     if (s3) await s3.stop().catch(() => undefined);
