@@ -131,7 +131,7 @@ export const OPTIONS = {
     kind: 'string',
     describe: "the plan's id: plan writes it, normalize and --engine warehouse read it (e.g. Airflow's run_id)",
     group: COMPUTE,
-    defaultText: 'this run plans for itself',
+    defaultText: 'plan: a new id; run/compute: the run plans for itself; normalize: required',
   },
   shards: {
     kind: 'number',
@@ -237,7 +237,8 @@ export const COMMAND_OPTIONS = {
   report: [...WH, 'json', 'quiet', ...LOG, ...WINDOW, 'html'],
   runs: [...WH, 'limit', 'status', 'json', 'quiet', ...LOG],
   plan: [...LAKE_ROOT, ...DIMENSIONS, ...WH, 'adopt-lake', 'kpis', 'run-id', 'shards', ...OUT, ...OBSERVE],
-  normalize: [...LAKE_ROOT, ...DIMENSIONS, 'staging', 'run-id', 'shard', 'shards', ...OUT, ...OBSERVE],
+  // The plan fixes the layout: normalize takes the lake's root and S3 options only.
+  normalize: ['lake', 's3-endpoint', 's3-region', 's3-force-path-style', 'staging', 'run-id', 'shard', 'shards', ...OUT, ...OBSERVE],
 } as const satisfies Record<CommandName, readonly OptionName[]>;
 
 /** The environment variable of an option: --max-bad-rows → MUSICKPI_MAX_BAD_ROWS. */
@@ -300,6 +301,8 @@ export interface EngineConfig {
   engine: 'stream' | 'warehouse';
   /** Where plans and parts go: an absolute folder or an s3:// URI. */
   staging: string;
+  /** Whether --staging (or its variable) named it, rather than the default under the lake. */
+  stagingGiven: boolean;
   planId: string | undefined;
   shards: number | undefined;
   /** normalize: the shard to write (0-based). */
@@ -735,8 +738,11 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     const shards = asNumber('shards', get('shards'), { min: 1, max: 100_000 });
     let shard: EngineConfig['shard'];
     const shardSource = get('shard');
-    if (shardSource) shard = parseShardArg(String(shardSource.value), shardSource.from);
-    else if (command === 'normalize' && shards !== undefined) {
+    if (shardSource) {
+      shard = parseShardArg(String(shardSource.value), shardSource.from);
+      if (shards !== undefined && shards !== shard.count)
+        throw usage(`--shard ${shard.index}/${shard.count} and --shards ${shards} disagree`);
+    } else if (command === 'normalize' && shards !== undefined) {
       const index = env.JOB_COMPLETION_INDEX ?? env.AWS_BATCH_JOB_ARRAY_INDEX;
       if (index === undefined)
         throw usage('--shards without --shard needs JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX for the index');
@@ -760,8 +766,30 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
         : /^s3a?:\/\//i.test(lakeUri)
           ? `${lakeUri.replace(/^s3a:/i, 's3:').replace(/\/+$/, '')}/_musickpi/staging/`
           : join(resolve(cwd, lakeUri.replace(/^file:\/\//i, '')), '_musickpi', 'staging');
+    // Parts under streams/ (or the archive) would be listed as stream files by the next run.
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(staging) && lake && !/^[a-z][a-z0-9+.-]*:\/\//i.test(lake.uri)) {
+      const root = resolve(cwd, lake.uri);
+      for (const inner of [lake.layout.streams, lake.layout.archive]) {
+        if (inner === '') continue;
+        const folder = join(root, inner);
+        if (staging === folder.replace(/\/+$/, '') || staging.startsWith(folder.endsWith('/') ? folder : folder + '/')) {
+          throw usage(
+            `--staging ${stagingGiven ?? staging} is inside the lake's ${inner || 'root'} folder`,
+            'staging must never be under streams/; the default is _musickpi/staging/ under the lake root',
+          );
+        }
+      }
+    }
     const partBytes = env.MKPI_TEST_PART_BYTES ? Number(env.MKPI_TEST_PART_BYTES) : undefined;
-    engine = Object.freeze({ engine: kind, staging, planId, shards, shard: shard && Object.freeze(shard), partBytes });
+    engine = Object.freeze({
+      engine: kind,
+      staging,
+      stagingGiven: stagingGiven !== undefined,
+      planId,
+      shards,
+      shard: shard && Object.freeze(shard),
+      partBytes,
+    });
   }
 
   let runs: Config['runs'];

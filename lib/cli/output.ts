@@ -13,7 +13,7 @@ export function summary(r: RunReport): string {
   out.push(`  lake        ${r.lake}`);
   if (r.warehouse) out.push(`  warehouse   ${r.warehouse}`);
   const d = r.dimensions;
-  if (d.songs && d.users) {
+  if (d.songs && d.users && r.command !== 'normalize') {
     out.push(
       `  songs       ${n(d.songs.valid)} valid, ${n(d.songs.duplicates)} duplicate, ${n(d.songs.rows - d.songs.valid - d.songs.duplicates)} invalid`,
     );
@@ -33,6 +33,11 @@ export function summary(r: RunReport): string {
   }
   if (r.command === 'plan') {
     out.push(`  streams     ${n(t.files)} file(s) planned, ${n(t.bytes)} bytes`);
+  } else if (r.command === 'normalize') {
+    // Orphans and duplicates are the warehouse's to decide: only the row-level reasons are known here.
+    out.push(`  streams     ${n(t.files)} file(s) read, ${n(t.rowsRead)} rows`);
+    const rej = REJECT_REASONS.filter((x) => t.rejected[x] > 0).map((x) => `${x} ${n(t.rejected[x])}`);
+    out.push(`  rejected    ${rej.length ? rej.join(', ') : 'none'} (orphans are decided by the run)`);
   } else if (r.command !== 'archive') {
     const already = r.files.filter((f) => f.status === 'already_loaded').length;
     out.push(

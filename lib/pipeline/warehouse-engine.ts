@@ -200,10 +200,44 @@ function schemaErrorOf(e: { message: string; hint?: string } | undefined, file: 
   return e === undefined ? undefined : new MkpiError('MKPI_SCHEMA', e.message, { hint: e.hint, details: { file } });
 }
 
+/**
+ * Every planned file (stream files and dimensions) is still there with its planned fingerprint:
+ * a file changed, replaced or removed after its shard read it would be loaded as it was, and
+ * counted again as a new file by the next run. MKPI_PLAN_STALE: nothing is loaded; plan again.
+ */
+async function checkPlannedFiles(r: Run, plan: ShardPlan): Promise<void> {
+  const { lake, signal } = r.opts;
+  const items = [...plan.dimensions, ...plan.files];
+  const stale: string[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++];
+      checkAborted(signal);
+      const now = await lake.stat(item.key);
+      if (now?.fingerprint !== item.fingerprint) stale.push(`${item.key} (${now === undefined ? 'gone' : 'changed'})`);
+    }
+  };
+  // Stat calls are round trips on S3: a few at a time.
+  await Promise.all(Array.from({ length: Math.min(16, items.length) }, worker));
+  if (stale.length === 0) return;
+  stale.sort();
+  throw new MkpiError(
+    'MKPI_PLAN_STALE',
+    `plan ${plan.runId}: ${stale.length} planned file(s) changed or vanished since the plan: ${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''}`,
+    {
+      hint: 'nothing was loaded; plan again (`musickpi plan` with a new --run-id) and normalize its shards',
+      details: { files: stale },
+    },
+  );
+}
+
 /** Every shard complete (or the run stops, loading nothing); the files' reports from their manifests. */
 const shardsStep = step('streams', async (r) => {
   const wh = r.wh!;
   const eng = engineOf(r);
+  // The files as they are now: what normalize read must still be what the lake holds.
+  await checkPlannedFiles(r, wh.plan);
   wh.manifests = await checkShards(eng.staging, wh.plan, r.opts.signal);
   const byId = new Map<number, NormalizedFile>();
   const dims = new Map<string, ShardManifest['dimensions'][number]>();
@@ -496,7 +530,8 @@ const engineLoadStep = step('load', async (r) => {
 /** What a run leaves in staging goes once it is done with: the parts of a loaded plan, or a dry run's own plan. */
 const cleanupStep = step('archive', async (r) => {
   const wh = r.wh;
-  if (!wh || !(r.report.loaded || wh.ownPlan)) return;
+  // Reached only when the run succeeded: a plan it loaded (or found nothing left to load in) is used up.
+  if (!wh || (r.report.dryRun && !wh.ownPlan)) return;
   const staging = engineOf(r).staging;
   try {
     for (const obj of await staging.list(`${wh.plan.runId}/`)) await staging.remove(obj.key);
@@ -520,6 +555,7 @@ const planCommandStep = (list: Step) =>
       throw err;
     });
     for (const obj of earlier) if (obj.key.endsWith('/manifest.json')) await eng.staging.remove(obj.key);
+    for (const obj of earlier) if (!obj.key.endsWith('/manifest.json')) await eng.staging.remove(obj.key);
     const plan = await newPlan(r, id, shards);
     planReport(r, plan);
     for (const p of r.plan!.pending) {

@@ -5,7 +5,7 @@
 // engine stays within a fixed bound on a lake with a 1M-song, 1M-user catalogue.
 
 import { expect } from 'chai';
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -50,6 +50,24 @@ describe('e2e: the warehouse engine', function () {
     expect(one.json.totals).to.deep.equal(ref.report.totals);
     expect(await tableRows(url, 'hourly_kpis')).to.deep.equal(ref.hourly);
     expect(await tableRows(url, 'genre_level_kpis')).to.deep.equal(ref.genre);
+
+    // A dry run that plans for itself keeps its scratch out of the lake.
+    const dryLake = copyLake('messy');
+    const dry = await runCli([
+      'compute',
+      '--engine',
+      'warehouse',
+      '--dry-run',
+      '--lake',
+      dryLake,
+      '--warehouse',
+      await freshDatabase('eng_dry'),
+      '--max-bad-rows',
+      '1000000',
+      '--json',
+    ]);
+    expect(dry.code, dry.stderr).to.equal(0);
+    expect(existsSync(join(dryLake, '_musickpi')), 'staging in the lake after a dry run').to.equal(false);
 
     const url3 = await freshDatabase('eng_pg3');
     const lake = copyLake('messy');

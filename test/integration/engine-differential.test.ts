@@ -273,6 +273,40 @@ describe('warehouse engine = streaming engine (PostgreSQL)', function () {
     expectSameRows(tb.genre, ta.genre, 'late: genre_level_kpis');
   });
 
+  for (const change of ['a stream file rewritten', 'a stream file removed', 'songs.csv rewritten'] as const) {
+    it(`${change} after normalize: the run refuses the plan as stale (exit 75) and loads nothing`, async () => {
+      const dir = copyLake(join(REPO, 'fixtures', 'tiny'));
+      const schema = `s${++counter}_stale`;
+      const warehouse = new PostgresWarehouse(url, { schema });
+      const staging = join(dir, '_musickpi', 'staging');
+      const engine = {
+        staging: new LocalLake(staging),
+        stagingSpec: { module: REOPEN_MODULE, uri: staging },
+        shards: 2,
+        planId: 'p-stale',
+      };
+      const base = { lake: new LocalLake(dir), layout: DEFAULT_LAYOUT, warehouse, runId: '20240601T000000Z-stale1', maxBadRows: 1_000_000 };
+      try {
+        expect((await runPipeline({ ...base, command: 'plan', engine })).error).to.equal(null);
+        for (const index of [0, 1]) {
+          expect((await runPipeline({ ...base, command: 'normalize', engine: { ...engine, shard: { index, count: 2 } } })).error).to.equal(
+            null,
+          );
+        }
+        const first = join(dir, 'streams', readdirSync(join(dir, 'streams')).sort()[0]);
+        if (change === 'a stream file rewritten') writeFileSync(first, readFileSync(first, 'utf8') + 'u1,t1,2024-06-01 09:00:00\n');
+        else if (change === 'a stream file removed') rmSync(first);
+        else writeFileSync(join(dir, 'songs.csv'), readFileSync(join(dir, 'songs.csv'), 'utf8') + 't99,X,metal,1000\n');
+        const r = await runPipeline({ ...base, command: 'run', engine });
+        expect(r.error?.code, JSON.stringify(r.error)).to.equal('MKPI_PLAN_STALE');
+        expect(r.loaded).to.equal(false);
+        expect(await warehouse.readLedger()).to.deep.equal([]);
+      } finally {
+        await warehouse.close();
+      }
+    });
+  }
+
   it('a run refuses a plan whose shards are not all normalized, and loads nothing', async () => {
     const dir = copyLake(join(REPO, 'fixtures', 'tiny'));
     const schema = `s${++counter}_incomplete`;

@@ -1,7 +1,8 @@
 // The body shared by run / validate / compute / archive: pipeline options from the resolved
 // configuration, the library run, and its report as the outcome (JSON and summary).
 
-import { isAbsolute } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { availableParallelism, tmpdir } from 'node:os';
 import { REOPEN_MODULE } from '../../adapters/lake/reopen.js';
 import { openLake } from '../../adapters/lake/open.js';
@@ -111,13 +112,21 @@ function engineOptions(rt: Runtime, command: Command): EngineOptions | undefined
   const e = rt.config.engine;
   if (!e || (e.engine === 'stream' && (command === 'run' || command === 'compute'))) return undefined;
   const s3 = rt.config.lake?.s3 ?? {};
-  const staging = openLake(e.staging, s3);
+  // A dry run that plans for itself keeps its scratch out of the lake, where a folder will do
+  // (PostgreSQL reads the parts through this process; Redshift's COPY needs them on S3).
+  const redshift = /^redshift(\+iam)?:/i.test(rt.config.warehouse?.url ?? '');
+  let uri = e.staging;
+  if (rt.config.compute?.dryRun && e.planId === undefined && !e.stagingGiven && !redshift) {
+    uri = mkdtempSync(join(tmpdir(), 'musickpi-staging-'));
+    rt.onClose(async () => rmSync(uri, { recursive: true, force: true }));
+  }
+  const staging = openLake(uri, s3);
   rt.onClose(() => staging.close());
   // A run that plans for itself makes one shard per worker thread (at least one).
   const workers = rt.config.compute?.workers ?? Math.min(2, availableParallelism());
   return {
     staging,
-    stagingSpec: { module: REOPEN_MODULE, uri: e.staging, s3 },
+    stagingSpec: { module: REOPEN_MODULE, uri, s3 },
     ...(e.planId !== undefined ? { planId: e.planId } : {}),
     shards: e.shards ?? (command === 'plan' ? 1 : Math.max(1, workers)),
     ...(e.shard ? { shard: e.shard } : {}),

@@ -144,6 +144,9 @@ describe('config: flags > MUSICKPI_* > defaults', () => {
       () => c('run', { lake: '/l', 'run-id': 'r' }),
       () => c('run', { lake: '/l', engine: 'duckdb' }),
       () => c('plan', { lake: '/l', 'run-id': '../x' }),
+      () => c('normalize', { lake: '/l', 'run-id': 'r', shard: '0/2', shards: '3' }),
+      () => c('plan', { lake: '/l', staging: '/l/streams/stage' }),
+      () => c('plan', { lake: '/l', staging: '/l/streams/archived' }),
     ]) {
       expect(usageCode(bad)).to.equal('MKPI_USAGE');
     }
