@@ -1,7 +1,8 @@
 // The body shared by run / validate / compute / archive: pipeline options from the resolved
 // configuration, the library run, and its report as the outcome (JSON and summary).
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { availableParallelism, tmpdir } from 'node:os';
 import { REOPEN_MODULE } from '../../adapters/lake/reopen.js';
@@ -118,7 +119,7 @@ function engineOptions(rt: Runtime, command: Command): EngineOptions | undefined
   let uri = e.staging;
   if (rt.config.compute?.dryRun && e.planId === undefined && !e.stagingGiven && !redshift) {
     uri = mkdtempSync(join(tmpdir(), 'musickpi-staging-'));
-    rt.onClose(async () => rmSync(uri, { recursive: true, force: true }));
+    rt.onClose(() => rm(uri, { recursive: true, force: true }));
   }
   const staging = openLake(uri, s3);
   rt.onClose(() => staging.close());
