@@ -634,7 +634,10 @@ function reportShard(r: Run, m: ShardManifest): void {
       status: f.schemaError ? 'schema_error' : 'read',
       ...(f.schemaError ? { error: f.schemaError.message } : {}),
     });
+    // The shard is complete all the same; the run's circuit breaker stops on it (exit 65).
+    if (f.schemaError) r.warn(`${f.key}: ${f.schemaError.message}; the run will stop on it before loading`);
   }
+  for (const d of m.dimensions) if (d.schemaError) r.warn(`${d.key}: ${d.schemaError.message}; the run will stop on it before loading`);
   totals.badRows = BAD_ROW_REASONS.reduce((a, x) => a + totals.rejected[x], 0);
   for (const d of m.dimensions) {
     rejects += d.rejectsCount;

@@ -6,7 +6,8 @@
 // several, planned by the run itself or by `plan` with its shards normalized one by one, in any
 // order, one of them twice. Late files: a date a new file touches is recomputed over every file,
 // whether the earlier ones were loaded by the streaming engine (their listens normalized again,
-// once) or by the warehouse engine (their listens kept in the warehouse).
+// once) or by the warehouse engine (their listens kept in the warehouse). On the Redshift
+// stand-in too: the parts staged on S3 (s3rver) and COPYed by manifest, no statement refused.
 
 import { expect } from 'chai';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +21,10 @@ import { DEFAULT_LAYOUT } from '../../lib/domain/layout.js';
 import { runPipeline, type PipelineOptions } from '../../lib/pipeline/pipeline.js';
 import type { RunReport } from '../../lib/pipeline/report.js';
 import { REPO } from '../support/cli.js';
-import { freshDatabase } from '../support/pg.js';
+import { freshDatabase, testDatabaseUrl } from '../support/pg.js';
+import { RedshiftWarehouse } from '../../lib/adapters/warehouse/redshift/redshift-warehouse.js';
+import { s3rverOptions, startRedshiftStandIn, type RedshiftStandIn } from '../support/redshift/index.js';
+import { startS3, type TestS3 } from '../support/s3.js';
 
 const temps: string[] = [];
 after(() => {
@@ -99,8 +103,8 @@ async function run(
   }
 }
 
-async function tables(schema: string) {
-  const c = new pg.Client({ connectionString: url });
+async function tables(schema: string, dbUrl = url) {
+  const c = new pg.Client({ connectionString: dbUrl });
   await c.connect();
   try {
     c.setTypeParser(1082, (v: string) => v);
@@ -341,4 +345,73 @@ describe('warehouse engine = streaming engine (PostgreSQL)', function () {
       await warehouse.close();
     }
   });
+});
+
+describe('warehouse engine on the Redshift stand-in = streaming engine on PostgreSQL', function () {
+  this.timeout(300_000);
+  let s3: TestS3;
+  let rs: RedshiftStandIn;
+  before(async () => {
+    s3 = await startS3();
+    await s3.bucket('engine-stage');
+    await s3.bucket('rs-stage');
+    rs = await startRedshiftStandIn({ backendUrl: testDatabaseUrl(), s3: s3rverOptions(s3.endpoint) });
+  });
+  after(async () => {
+    await rs?.stop();
+    await s3?.stop();
+  });
+
+  const lakes: [string, () => string][] = [
+    ['fixtures/tiny', () => copyLake(join(REPO, 'fixtures', 'tiny'))],
+    ['fixtures/messy', () => copyLake(join(REPO, 'fixtures', 'messy'))],
+    ['the hostile corpus', () => copyLake(join(REPO, 'fixtures', 'hostile'), (n) => hostileRowFiles.has(n))],
+  ];
+  for (const [what, make] of lakes) {
+    it(`${what}, three shards: the same tables, counts and rejects; nothing refused`, async () => {
+      const dir = make();
+      const streamSchema = `s${++counter}_ref`;
+      const streamDir = copyLakeOf(dir);
+      const stream = await run(streamDir, streamSchema, 'stream');
+      const dbUrl = await freshDatabase('diff_rs');
+      const schema = 'reporting_schema';
+      const refusedBefore = rs.refused.length;
+      const runId = `20240601T000000Z-r${String(++counter).padStart(5, '0')}`;
+      const warehouse = new RedshiftWarehouse(rs.url(new URL(dbUrl).pathname.slice(1)), {
+        schema,
+        staging: { uri: 's3://rs-stage/st/', s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } },
+        iamRole: 'arn:aws:iam::123456789012:role/musickpi-copy',
+        env: { PGPASSWORD: rs.password },
+        runId,
+      });
+      const staging = s3.lake('engine-stage', `e${counter}`);
+      let wh: RunReport;
+      try {
+        // No staging spec: the shards are normalized one after the other in this thread.
+        wh = await runPipeline({
+          command: 'compute',
+          lake: new LocalLake(dir),
+          layout: DEFAULT_LAYOUT,
+          warehouse,
+          maxBadRows: 1_000_000,
+          rejectsKey: `rejects/${runId}.csv`,
+          runId,
+          engine: { staging, shards: 3 },
+        });
+      } finally {
+        await warehouse.close();
+        await staging.close();
+      }
+      expect(wh.error, JSON.stringify(wh.error)).to.equal(null);
+      expect(rs.refused.slice(refusedBefore), 'statements the stand-in refused').to.deep.equal([]);
+      expect(comparable(wh), `${what}: report`).to.deep.equal(comparable(stream));
+      const [ta, tb] = [await tables(streamSchema), await tables(schema, dbUrl)];
+      expectSameRows(tb.hourly, ta.hourly, `${what}: hourly_kpis`);
+      expectSameRows(tb.genre, ta.genre, `${what}: genre_level_kpis`);
+      expect(
+        rejectsOf(dir, wh).map((r) => r.slice(0, 4)),
+        `${what}: rejects`,
+      ).to.deep.equal(rejectsOf(streamDir, stream).map((r) => r.slice(0, 4)));
+    });
+  }
 });
