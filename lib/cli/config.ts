@@ -53,6 +53,18 @@ export const OPTIONS = {
     group: LAKE,
     defaultText: 'rejects/<run id>/ in the lake; validate and --dry-run: a temp folder',
   },
+  'cache-dir': {
+    kind: 'string',
+    describe: 'folder of the cache of parsed songs and users, reused while their files are unchanged',
+    group: LAKE,
+    defaultText: '$XDG_CACHE_HOME/musickpi or ~/.cache/musickpi',
+  },
+  'dimension-cache': {
+    kind: 'boolean',
+    describe: 'reuse the parsed songs and users from the cache folder (--no-dimension-cache: parse them every run)',
+    group: LAKE,
+    default: true,
+  },
   'keep-rejects': {
     kind: 'number',
     describe: 'rejects/<run id>/ folders kept in the lake; older ones are removed (0: keep all)',
@@ -202,6 +214,8 @@ const WINDOW = ['date', 'start', 'end'] as const;
 const EXPECT = ['expect-dates', 'strict-dates'] as const;
 const LAKE_ROOT = ['lake', 'streams', 'archive', 'recursive', 's3-endpoint', 's3-region', 's3-force-path-style'] as const;
 const DIMENSIONS = ['songs', 'users'] as const;
+/** The commands whose pipeline loads the dimensions take their cache's options. */
+const DIMENSION_CACHE = ['cache-dir', 'dimension-cache'] as const;
 const REJECTS = ['rejects', 'keep-rejects'] as const;
 const WH = ['warehouse', 'schema', 'home', 'connect-timeout', 'staging', 'iam-role', 'redshift-iam', 'redshift-cluster-id'] as const;
 const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers'] as const;
@@ -210,6 +224,7 @@ const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers'] as const;
 const LOADING = [
   ...LAKE_ROOT,
   ...DIMENSIONS,
+  ...DIMENSION_CACHE,
   ...REJECTS,
   ...WH,
   'adopt-lake',
@@ -228,9 +243,9 @@ const LOADING = [
 export const COMMAND_OPTIONS = {
   run: LOADING,
   compute: LOADING,
-  validate: [...LAKE_ROOT, ...DIMENSIONS, ...REJECTS, ...GATES, ...EXPECT, ...OUT, ...OBSERVE],
+  validate: [...LAKE_ROOT, ...DIMENSIONS, ...DIMENSION_CACHE, ...REJECTS, ...GATES, ...EXPECT, ...OUT, ...OBSERVE],
   archive: [...LAKE_ROOT, ...WH, 'adopt-lake', 'dry-run', ...OUT, ...OBSERVE],
-  retract: [...LAKE_ROOT, ...DIMENSIONS, ...WH, 'dry-run', ...OUT, ...OBSERVE],
+  retract: [...LAKE_ROOT, ...DIMENSIONS, ...DIMENSION_CACHE, ...WH, 'dry-run', ...OUT, ...OBSERVE],
   status: [...LAKE_ROOT, ...WH, 'json', 'quiet', ...LOG],
   init: [...WH, ...OUT],
   query: [...WH, 'json', 'csv', 'quiet', ...LOG],
@@ -278,6 +293,12 @@ export interface RejectsConfig {
   /** Explicit target (a lake folder, a local path or an s3:// URI), or undefined for rejects/<run id>/. */
   target: string | undefined;
   keep: number;
+}
+
+/** The cache of loaded dimensions (lib/pipeline/dimension-cache.ts). */
+export interface CacheConfig {
+  /** Its folder, absolute; undefined when it is off (--no-dimension-cache, or no per-user folder). */
+  dir: string | undefined;
 }
 
 export interface WarehouseConfig {
@@ -356,6 +377,8 @@ export interface Config {
   observe: ObserveConfig;
   lake: LakeConfig | undefined;
   rejects: RejectsConfig | undefined;
+  /** Commands that load the dimensions: where their cache is. */
+  cache: CacheConfig | undefined;
   warehouse: WarehouseConfig | undefined;
   compute: ComputeConfig | undefined;
   /** The warehouse engine: engine kind, staging, plan id and shards (run, compute, plan, normalize). */
@@ -477,6 +500,22 @@ function homeOf(s: Source, env: Env, cwd: string): { home: string; warning: stri
     home: fallback,
     warning: `no per-user data folder (neither XDG_DATA_HOME nor HOME is set): the embedded warehouse lives in ${fallback}; set --home or MUSICKPI_HOME to keep it in one place`,
   };
+}
+
+/**
+ * The dimension cache's folder: the flag or variable, else the per-user cache folder (the XDG
+ * base directory spec). Without one (no XDG_CACHE_HOME, no HOME) the cache is off rather than
+ * written to the current folder.
+ */
+function cacheDirOf(s: Source, enabled: boolean, env: Env, cwd: string): string | undefined {
+  if (!enabled) return undefined;
+  const given = asString('cache-dir', s);
+  if (given !== undefined) return resolve(cwd, given);
+  const xdg = env.XDG_CACHE_HOME;
+  if (xdg && isAbsolute(xdg)) return join(xdg, 'musickpi');
+  const user = env.HOME || safeHomedir();
+  if (user && isAbsolute(user)) return join(user, '.cache', 'musickpi');
+  return undefined;
 }
 
 function safeHomedir(): string | undefined {
@@ -676,6 +715,10 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     }
   }
 
+  const cache: CacheConfig | undefined = takes('cache-dir')
+    ? Object.freeze({ dir: cacheDirOf(get('cache-dir'), asBoolean('dimension-cache', get('dimension-cache')), env, cwd) })
+    : undefined;
+
   let warehouse: WarehouseConfig | undefined;
   const stagingGiven = takes('staging') ? asString('staging', get('staging')) : undefined;
   if (stagingGiven && lake && /^s3a?:\/\//i.test(lake.uri)) {
@@ -820,6 +863,7 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     observe: observeOf(env, cwd, get),
     lake,
     rejects,
+    cache,
     warehouse,
     compute,
     engine,

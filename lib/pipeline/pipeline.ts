@@ -6,7 +6,8 @@ import { type LedgerEntry } from '../domain/ledger.js';
 import { type LoadBatch } from '../domain/warehouse.js';
 import { MkpiError, toMkpiError } from '../domain/errors.js';
 import { FileMatcher, filesToReread, repairTwins, listStreamFiles, locate, planPending, type PendingFile } from '../stages/plan.js';
-import { loadDimensions, scanStreamFile, type StreamScan } from '../stages/scan.js';
+import { scanStreamFile, type StreamScan } from '../stages/scan.js';
+import { loadDimensionsCached } from './dimension-cache.js';
 import { create, result, type KpiState } from '../stages/reduce.js';
 import { RejectSink, pruneRejectFolders } from '../stages/rejects.js';
 import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel } from './parallel-scan.js';
@@ -106,7 +107,7 @@ const dimensionsStep = step('dimensions', async (r) => {
   if (r.opts.rejectsKey) r.rejects = new RejectSink();
   r.emit({ type: 'stage', stage: 'dimensions', message: 'loading songs and users' });
   const { dims, songs, users } = await r.timer.stage('dimensions', () =>
-    loadDimensions(lake, { songs: layout.songs, users: layout.users }, { signal, rejects: r.rejects }),
+    loadDimensionsCached(lake, { songs: layout.songs, users: layout.users }, { signal, rejects: r.rejects, cache: r.opts.dimensionCache }),
   );
   r.report.dimensions = { songs, users };
   r.report.totals.duplicateSongs = songs.duplicates;

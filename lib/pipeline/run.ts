@@ -1,6 +1,7 @@
 // What the steps of one run share (the run's state, its timer, the step type), apart from
 // the steps themselves: pipeline.ts composes the commands, warehouse-engine.ts adds its steps.
 
+import type { DimensionCacheOptions } from './dimension-cache.js';
 import type { Lake, LakeSpec } from '../domain/lake.js';
 import type { KpiTable } from '../domain/kpi.js';
 import type { LedgerEntry } from '../domain/ledger.js';
@@ -77,6 +78,8 @@ export interface PipelineOptions {
   parallel?: ParallelOptions;
   /** `--engine warehouse`, `plan`, `normalize`: the staging, the plan and the shards (docs/scale.md). */
   engine?: EngineOptions;
+  /** Where loaded dimensions are kept across runs, keyed by the files' fingerprints (dimension-cache.ts); absent: none. */
+  dimensionCache?: DimensionCacheOptions;
 }
 
 export interface EngineOptions {

@@ -176,6 +176,13 @@ export class RejectSink implements RejectWriter {
     this.file.push(renderedLine(file, line, reason, detail, raw));
   }
 
+  /** Adds `count` rows already rendered as rejects lines (rejectLine's, joined): the dimension cache's replay. */
+  addLines(lines: string, count: number): void {
+    if (count === 0) return;
+    this.file.count += count;
+    this.file.push(lines);
+  }
+
   /** Appends a closed RejectSpool's rows (`count` of them), after the rows written so far. */
   appendSpool(path: string, count: number): void {
     if (count === 0) return;

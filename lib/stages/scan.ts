@@ -254,6 +254,31 @@ export function streamDims(dims: Dimensions): StreamDims {
   return sd;
 }
 
+/**
+ * Hands streamDims() ID indexes built earlier for these very dimensions (the dimension cache
+ * keeps them), so that it does not build them again. Arrays not in shared memory are copied there.
+ */
+export function primeStreamDims(dims: Dimensions, tracks: IdIndexData, users: IdIndexData): void {
+  const shared = (d: IdIndexData): IdIndexData => {
+    if (d.table.buffer instanceof SharedArrayBuffer && d.pool.buffer instanceof SharedArrayBuffer) return d;
+    const table = new Int32Array(new SharedArrayBuffer(d.table.byteLength));
+    table.set(d.table);
+    const pool = new Uint16Array(new SharedArrayBuffer(Math.max(2, d.pool.byteLength)));
+    pool.set(d.pool);
+    return { table, pool, size: d.size };
+  };
+  streamDimsCache.set(dims, {
+    kind: 'stream-dims',
+    trackCount: dims.trackCount,
+    userCount: dims.userCount,
+    tracks: IdIndex.from(shared(tracks)),
+    users: IdIndex.from(shared(users)),
+    userAgeGroup: dims.userAgeGroup,
+    songsFile: dims.songsFile,
+    usersFile: dims.usersFile,
+  });
+}
+
 export function streamDimsData(sd: StreamDims): StreamDimsData {
   return {
     trackCount: sd.trackCount,

@@ -56,11 +56,30 @@ export interface CliChild {
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+let cacheHome: string | undefined;
+
+/** One XDG_CACHE_HOME for the CLIs this test process starts, removed at exit. */
+function testCacheHome(): string {
+  if (cacheHome === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'musickpi-cache-'));
+    cacheHome = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return cacheHome;
+}
+
 /** Starts the built CLI with `args`; see CliOptions. */
 export function spawnCli(args: string[], opts: CliOptions = {}): CliChild {
   // One connection attempt: many tests point at a closed port on purpose, and the retries have
   // tests of their own (test/integration/pg-connect.test.ts).
-  const env: Record<string, string | undefined> = { ...process.env, CI: 'true', MUSICKPI_CONNECT_TIMEOUT: '0', ...opts.env };
+  // The dimension cache stays on (so the e2e runs exercise it) but out of the tester's home.
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    CI: 'true',
+    MUSICKPI_CONNECT_TIMEOUT: '0',
+    XDG_CACHE_HOME: testCacheHome(),
+    ...opts.env,
+  };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const argv = [process.execPath, BIN, ...args];
   const [file, fileArgs] = opts.pty ? ['script', ['-qec', argv.map(quote).join(' '), '/dev/null']] : [argv[0], argv.slice(1)];

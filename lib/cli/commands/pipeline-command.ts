@@ -98,6 +98,7 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
       ...(compute?.workers !== undefined ? { workers: compute.workers } : {}),
     },
     ...(engine ? { engine } : {}),
+    ...(config.cache?.dir !== undefined ? { dimensionCache: { dir: config.cache.dir, version: musickpiVersion() } } : {}),
   });
   rt.progress.stop();
   if (warehouse) await recordHistory(rt, warehouse, report, startedAt);
