@@ -251,10 +251,11 @@ function writeCache(
   json.copy(out, MAGIC.length + 4);
   for (let i = 0; i < parts.length; i++) parts[i].data.copy(out, start + sections[i].offset);
 
-  mkdirSync(opts.dir, { recursive: true });
+  // IDs of the catalogue and its users: the folder and its files are the user's alone.
+  mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   const tmp = join(opts.dir, `.${PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}.tmp`);
   try {
-    writeFileSync(tmp, out);
+    writeFileSync(tmp, out, { mode: 0o600 });
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });

@@ -74,6 +74,24 @@ describe('config: flags > MUSICKPI_* > defaults', () => {
     expect(resolveConfig('init', {}, { env: HOME, cwd }).warehouse!.homeWarning).to.equal(undefined);
   });
 
+  it('the dimension cache: --cache-dir, else $XDG_CACHE_HOME/musickpi, else ~/.cache/musickpi; off with --no-dimension-cache', () => {
+    const cwd = '/somewhere';
+    const dir = (command: 'run' | 'compute' | 'validate' | 'retract', argv: Record<string, unknown>, env: Record<string, string>) =>
+      resolveConfig(command, { lake: '/l', ...argv }, { env, cwd }).cache!.dir;
+    expect(dir('compute', {}, HOME)).to.equal('/home/u/.cache/musickpi');
+    expect(dir('run', {}, { ...HOME, XDG_CACHE_HOME: '/c' })).to.equal('/c/musickpi');
+    expect(dir('validate', {}, { ...HOME, XDG_CACHE_HOME: 'relative' })).to.equal('/home/u/.cache/musickpi');
+    expect(dir('retract', { 'cache-dir': 'k' }, HOME)).to.equal('/somewhere/k');
+    expect(dir('run', {}, { ...HOME, MUSICKPI_CACHE_DIR: '/k' })).to.equal('/k');
+    expect(dir('run', { 'dimension-cache': false }, HOME)).to.equal(undefined);
+    expect(dir('run', { 'cache-dir': '/k' }, { ...HOME, MUSICKPI_DIMENSION_CACHE: 'false' })).to.equal(undefined);
+    // No per-user folder: no cache, rather than one in the current folder.
+    expect(resolveConfig('run', { lake: '/l' }, { env: { HOME: '' }, cwd }).cache!.dir).to.satisfy(
+      (d: string | undefined) => d === undefined || !d.startsWith(cwd),
+    );
+    expect(resolveConfig('status', { lake: '/l' }, { env: HOME, cwd }).cache).to.equal(undefined);
+  });
+
   it('is frozen, and secrets are not enumerable (a JSON dump of it holds no password)', () => {
     const c = resolveConfig('run', { lake: '/l', warehouse: 'postgresql://u:s3cret@h/d' }, { env: { ...HOME, PGPASSWORD: 'pw2' } });
     expect(Object.isFrozen(c)).to.equal(true);
