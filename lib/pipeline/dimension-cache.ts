@@ -36,6 +36,8 @@ import type { Dimensions } from '../stages/validate.js';
 export const DIMENSION_CACHE_FORMAT = 1;
 /** Cache files kept in the folder (the newest used): one per lake in use, and the previous versions. */
 export const DIMENSION_CACHE_KEEP = 4;
+/** And no more bytes than this in all (the newest file is kept whatever its size). */
+export const DIMENSION_CACHE_BYTES = 1 << 30;
 
 const MAGIC = Buffer.from('MKPIDIMC', 'latin1');
 const PREFIX = 'dimensions-';
@@ -268,20 +270,29 @@ function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
-/** Keeps the newest `keep` cache files of the folder; anything else in it is left alone. */
+/**
+ * Keeps the newest `keep` cache files of the folder, and of those no more than DIMENSION_CACHE_BYTES
+ * in all (the newest is always kept: a catalogue of a million songs makes entries of ~200 MB).
+ * Anything else in the folder is left alone.
+ */
 function prune(dir: string, keep: number): void {
-  const files: { path: string; mtime: number }[] = [];
+  const files: { path: string; mtime: number; size: number }[] = [];
   for (const name of readdirSync(dir)) {
     if (!name.startsWith(PREFIX) || !name.endsWith(SUFFIX)) continue;
     const path = join(dir, name);
     try {
-      files.push({ path, mtime: statSync(path).mtimeMs });
+      const st = statSync(path);
+      files.push({ path, mtime: st.mtimeMs, size: st.size });
     } catch {
       // removed meanwhile
     }
   }
   files.sort((a, b) => b.mtime - a.mtime);
-  for (const f of files.slice(Math.max(1, keep))) rmSync(f.path, { force: true });
+  let bytes = 0;
+  files.forEach((f, i) => {
+    bytes += f.size;
+    if (i > 0 && (i >= keep || bytes > DIMENSION_CACHE_BYTES)) rmSync(f.path, { force: true });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
