@@ -13,7 +13,6 @@ import { RejectSink, pruneRejectFolders } from '../stages/rejects.js';
 import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel } from './parallel-scan.js';
 import { archiveLoaded } from '../stages/archive.js';
 import { buildBatch } from '../stages/load.js';
-import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS } from '../domain/reject-reasons.js';
 import { type Dimensions } from '../stages/validate.js';
 import { dateToDay, dayToDate } from '../domain/listen-time.js';
 import { newReport, setError, zeroReasons, type Command, type RunReport } from './report.js';
@@ -25,6 +24,11 @@ import {
   step,
   Timer,
   warehouseOf,
+  addDatesToRecompute,
+  addRowTotals,
+  recordScan,
+  refuseOtherLake,
+  warnDimensions,
   type PipelineEvent,
   type PipelineOptions,
   type Run,
@@ -51,12 +55,7 @@ const claimStep = step('claim', async (r) => {
       return;
     }
     // A dry run creates nothing, but still refuses a ledger that belongs to another lake.
-    const owner = await warehouse.lakeClaim();
-    if (owner !== null && owner !== lake && !r.opts.adoptLake) {
-      throw new MkpiError('MKPI_CONFIG', `schema holds the ledger of lake ${owner}; this run's lake is ${lake}`, {
-        hint: 'give this lake its own --schema, or pass --adopt-lake if the lake moved',
-      });
-    }
+    await refuseOtherLake(r);
   } catch (err) {
     // A mistyped lake path is "no input" (66), not "another lake": look before blaming the ledger.
     if (err instanceof MkpiError && err.code === 'MKPI_CONFIG') await r.opts.lake.list(r.opts.layout.streams, [r.opts.layout.archive]);
@@ -110,23 +109,14 @@ const dimensionsStep = step('dimensions', async (r) => {
     loadDimensionsCached(lake, { songs: layout.songs, users: layout.users }, { signal, rejects: r.rejects, cache: r.opts.dimensionCache }),
   );
   r.report.dimensions = { songs, users };
-  r.report.totals.duplicateSongs = songs.duplicates;
-  r.report.totals.duplicateUsers = users.duplicates;
-  if (songs.duplicates > 0) r.warn(`${layout.songs}: ${songs.duplicates} duplicate track_id row(s); the first row of each wins`);
-  if (users.duplicates > 0) r.warn(`${layout.users}: ${users.duplicates} duplicate user_id row(s); the first row of each wins`);
-  for (const d of [songs, users]) {
-    const bad = Object.values(d.rejected).reduce((a, b) => a + b, 0);
-    if (bad > 0) r.warn(`${d.file}: ${bad} invalid row(s) left out of the dimension`);
-    if (d.duplicateHeaders.length > 0)
-      r.warn(`${d.file}: repeated header name(s) ${d.duplicateHeaders.join(', ')}; the first column of each is used`);
-  }
+  warnDimensions(r, songs, users);
   r.dims = dims;
   r.state = create(dims.trackCount, dims.userCount);
 });
 
 const scanStep = step('streams', async (r) => {
   const plan = r.plan!;
-  r.scans = await r.timer.stage('streams', () => scanPending(r.opts, plan.pending, r.dims!, r.state!, r.report, r.rejects, r.emit));
+  r.scans = await r.timer.stage('streams', () => scanPending(r, plan.pending));
   for (const p of plan.alreadyLoaded) {
     r.report.files.push({
       name: p.obj.key,
@@ -200,16 +190,8 @@ function checkExpectedDates(r: Run): void {
 
 /** Dates to recompute, per table, and the loaded files that carry them (late files, docs/contract.md#late). */
 const lateDatesStep = step('reread', async (r) => {
-  const plan = r.plan!;
-  const scanByKey = new Map(r.scans.map((s) => [s.key, s]));
-  for (const p of plan.pending) {
-    const s = scanByKey.get(p.obj.key)!;
-    for (const t of p.missing) for (const d of s.days) r.byTable[t].add(dayToDate(d));
-  }
-  // Dates a twin row counted twice are recomputed with the twin gone.
-  for (const twin of r.repair.retire) for (const t of twin.tables) for (const d of twin.dates) r.byTable[t].add(d);
-  for (const d of r.opts.window ?? []) for (const t of r.kpis) r.byTable[t].add(d);
-  await rereadDates(r, plan.pending);
+  addDatesToRecompute(r);
+  await rereadDates(r, r.plan!.pending);
 });
 
 const computeStep = step('compute', async (r) => {
@@ -455,15 +437,10 @@ async function rereadDates(r: Run, exclude: PendingFile[]): Promise<void> {
   await r.timer.stage('reread', () => rereadFiles(r.opts, reread, allDates, r.dims!, r.state!, r.report));
 }
 
-async function scanPending(
-  opts: PipelineOptions,
-  pending: PendingFile[],
-  dims: Dimensions,
-  state: KpiState,
-  report: RunReport,
-  rejects: RejectSink | undefined,
-  emit: (e: PipelineEvent) => void,
-): Promise<StreamScan[]> {
+async function scanPending(r: Run, pending: PendingFile[]): Promise<StreamScan[]> {
+  const { opts, report, emit, rejects } = r;
+  const dims = r.dims!;
+  const state = r.state!;
   let rows = 0;
   let filesDone = 0;
   let faulted = false;
@@ -480,27 +457,7 @@ async function scanPending(
   // The report is filled file by file, in listing order, so a failed run still shows its counts.
   const record = (scan: StreamScan) => {
     filesDone++;
-    if (scan.duplicateHeaders.length > 0) {
-      const message = `${scan.key}: repeated header name(s) ${scan.duplicateHeaders.join(', ')}; the first column of each is used`;
-      report.warnings.push(message);
-      emit({ type: 'warn', message });
-    }
-    const totals = report.totals;
-    totals.files++;
-    totals.bytes += scan.bytes;
-    totals.rowsRead += scan.rows;
-    totals.completeRows += scan.complete;
-    for (const r of REJECT_REASONS) totals.rejected[r] += scan.rejected[r];
-    report.files.push({
-      name: scan.key,
-      bytes: scan.bytes,
-      rows: scan.rows,
-      complete: scan.complete,
-      rejected: scan.rejected,
-      dates: [...scan.days].sort((a, b) => a - b).map(dayToDate),
-      status: scan.schemaError ? 'schema_error' : 'read',
-      ...(scan.schemaError ? { error: scan.schemaError.message } : {}),
-    });
+    recordScan(r, scan);
   };
   const files = pending.map((p) => p.obj);
   const workers = plannedWorkers(opts.parallel, files);
@@ -518,8 +475,7 @@ async function scanPending(
     }
   }
   emit({ type: 'progress', rows, files: pending.length, totalFiles: pending.length });
-  report.totals.badRows = BAD_ROW_REASONS.reduce((a, r) => a + report.totals.rejected[r], 0);
-  report.totals.orphanRows = ORPHAN_REASONS.reduce((a, r) => a + report.totals.rejected[r], 0);
+  addRowTotals(report);
   return scans;
 }
 

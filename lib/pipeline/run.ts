@@ -10,7 +10,9 @@ import type { ShardManifest, ShardPlan } from '../domain/shards.js';
 import { MkpiError, toMkpiError } from '../domain/errors.js';
 import type { LakeLayout } from '../domain/layout.js';
 import type { Plan, repairTwins } from '../stages/plan.js';
-import type { StreamScan } from '../stages/scan.js';
+import type { DimensionFileReport, StreamScan } from '../stages/scan.js';
+import { dayToDate } from '../domain/listen-time.js';
+import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS } from '../domain/reject-reasons.js';
 import type { KpiState, KpiResult } from '../stages/reduce.js';
 import type { RejectSink } from '../stages/rejects.js';
 import type { Dimensions } from '../stages/validate.js';
@@ -176,4 +178,71 @@ export function warehouseOf(r: Run): Warehouse {
 
 export function joinRoot(root: string, key: string): string {
   return root.endsWith('/') ? root + key : `${root}/${key}`;
+}
+
+/** Refuses a ledger that belongs to another lake without claiming anything (dry runs, `plan`). */
+export async function refuseOtherLake(r: Run): Promise<void> {
+  const lake = r.opts.lake.root;
+  const owner = await warehouseOf(r).lakeClaim();
+  if (owner !== null && owner !== lake && !r.opts.adoptLake) {
+    throw new MkpiError('MKPI_CONFIG', `schema holds the ledger of lake ${owner}; this run's lake is ${lake}`, {
+      hint: 'give this lake its own --schema, or pass --adopt-lake if the lake moved',
+    });
+  }
+}
+
+/** The dates to recompute, per table: the new files', the retired twins' and the window's (docs/contract.md#late). */
+export function addDatesToRecompute(r: Run): void {
+  const scanByKey = new Map(r.scans.map((s) => [s.key, s]));
+  for (const p of r.plan!.pending) {
+    const s = scanByKey.get(p.obj.key)!;
+    for (const t of p.missing) for (const d of s.days) r.byTable[t].add(dayToDate(d));
+  }
+  // Dates a twin row counted twice are recomputed with the twin gone.
+  for (const twin of r.repair.retire) for (const t of twin.tables) for (const d of twin.dates) r.byTable[t].add(d);
+  for (const d of r.opts.window ?? []) for (const t of r.kpis) r.byTable[t].add(d);
+}
+
+/** The warnings every run gives about its dimension files. */
+export function warnDimensions(r: Run, songs: DimensionFileReport, users: DimensionFileReport): void {
+  r.report.totals.duplicateSongs = songs.duplicates;
+  r.report.totals.duplicateUsers = users.duplicates;
+  if (songs.duplicates > 0) r.warn(`${songs.file}: ${songs.duplicates} duplicate track_id row(s); the first row of each wins`);
+  if (users.duplicates > 0) r.warn(`${users.file}: ${users.duplicates} duplicate user_id row(s); the first row of each wins`);
+  for (const d of [songs, users]) {
+    const bad = Object.values(d.rejected).reduce((a, b) => a + b, 0);
+    if (bad > 0) r.warn(`${d.file}: ${bad} invalid row(s) left out of the dimension`);
+    if (d.duplicateHeaders.length > 0)
+      r.warn(`${d.file}: repeated header name(s) ${d.duplicateHeaders.join(', ')}; the first column of each is used`);
+  }
+}
+
+/** A read stream file into the report: its row, and the totals (badRows and orphanRows: addRowTotals). */
+export function recordScan(r: Run, scan: StreamScan): void {
+  if (scan.duplicateHeaders.length > 0) {
+    r.warn(`${scan.key}: repeated header name(s) ${scan.duplicateHeaders.join(', ')}; the first column of each is used`);
+  }
+  const totals = r.report.totals;
+  totals.files++;
+  totals.bytes += scan.bytes;
+  totals.rowsRead += scan.rows;
+  totals.completeRows += scan.complete;
+  for (const x of REJECT_REASONS) totals.rejected[x] += scan.rejected[x];
+  r.report.files.push({
+    name: scan.key,
+    bytes: scan.bytes,
+    rows: scan.rows,
+    complete: scan.complete,
+    rejected: scan.rejected,
+    dates: [...scan.days].sort((a, b) => a - b).map(dayToDate),
+    status: scan.schemaError ? 'schema_error' : 'read',
+    ...(scan.schemaError ? { error: scan.schemaError.message } : {}),
+  });
+}
+
+/** badRows and orphanRows from the totals per reason. */
+export function addRowTotals(report: RunReport): void {
+  const totals = report.totals;
+  totals.badRows = BAD_ROW_REASONS.reduce((a, x) => a + totals.rejected[x], 0);
+  totals.orphanRows = ORPHAN_REASONS.reduce((a, x) => a + totals.rejected[x], 0);
 }

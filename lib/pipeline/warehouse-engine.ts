@@ -8,19 +8,30 @@ import type { LakeObject } from '../domain/lake.js';
 import type { EngineReject, EngineWarehouse, Warehouse } from '../domain/warehouse.js';
 import { decodePartId, type NormalizedFile, type PartKind, type PartRef, type ShardManifest, type ShardPlan } from '../domain/shards.js';
 import { MkpiError } from '../domain/errors.js';
-import { dateToDay, dayToDate } from '../domain/listen-time.js';
-import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS, SONG_REJECT_REASONS, USER_REJECT_REASONS } from '../domain/reject-reasons.js';
+import { dateToDay } from '../domain/listen-time.js';
+import { REJECT_REASONS, SONG_REJECT_REASONS, USER_REJECT_REASONS } from '../domain/reject-reasons.js';
 import { FileMatcher, filesToReread, locate, planPending } from '../stages/plan.js';
 import { checkShards, jobOf, makePlan, readPlan, writePlan } from '../stages/shards.js';
 import { normalizeShard } from '../stages/normalize.js';
 import { RejectSink, readRejectLines } from '../stages/rejects.js';
-import { buildBatch } from '../stages/load.js';
+import { ledgerEntries } from '../stages/load.js';
 import { duplicateDetail, shown } from '../stages/validate.js';
-import type { DimensionFileReport, StreamScan } from '../stages/scan.js';
-import type { KpiResult } from '../stages/reduce.js';
+import { requireDimensionFiles, type DimensionFileReport } from '../stages/scan.js';
 import { normalizeShards } from './normalize-workers.js';
 import { zeroReasons } from './report.js';
-import { checkAborted, joinRoot, step, warehouseOf, type Run, type Step } from './run.js';
+import {
+  addDatesToRecompute,
+  addRowTotals,
+  checkAborted,
+  joinRoot,
+  recordScan,
+  refuseOtherLake,
+  step,
+  warehouseOf,
+  warnDimensions,
+  type Run,
+  type Step,
+} from './run.js';
 
 /** The streaming engine's steps the warehouse engine shares. */
 export interface SharedSteps {
@@ -56,25 +67,9 @@ function planReport(r: Run, plan: ShardPlan): void {
   r.report.plan = { id: plan.runId, shards: plan.shards, staging: stagingRoot(r), shardBytes };
 }
 
-async function dimensionObjects(r: Run): Promise<{ songs: LakeObject; users: LakeObject }> {
-  const { lake, layout } = r.opts;
-  const found: LakeObject[] = [];
-  for (const key of [layout.songs, layout.users]) {
-    const obj = await lake.stat(key);
-    if (obj === undefined) {
-      throw new MkpiError('MKPI_NO_INPUT', `${lake.root}: ${key} not found`, {
-        hint: 'a lake needs songs.csv and users.csv at its root (or point --songs / --users at them)',
-        details: { file: key },
-      });
-    }
-    found.push(obj);
-  }
-  return { songs: found[0], users: found[1] };
-}
-
 /** A new plan from the listing (the shared list step has matched it against the ledger). */
 async function newPlan(r: Run, id: string, shards: number): Promise<ShardPlan> {
-  const { songs, users } = await dimensionObjects(r);
+  const { songs, users } = await requireDimensionFiles(r.opts.lake, r.opts.layout);
   const plan = makePlan({
     runId: id,
     lake: r.opts.lake.root,
@@ -112,13 +107,18 @@ async function sweepOwnPlans(r: Run): Promise<void> {
   }
 }
 
-function checkPlanFits(r: Run, plan: ShardPlan): void {
+/** A plan made for another lake is refused: its files and ids mean nothing here. */
+function checkPlanLake(r: Run, plan: ShardPlan): void {
   const { lake } = r.opts;
   if (plan.lake !== lake.root) {
     throw new MkpiError('MKPI_PLAN_MISMATCH', `plan ${plan.runId} is for lake ${plan.lake}, not ${lake.root}`, {
       hint: 'give the same --lake as `musickpi plan` had, or plan again for this lake',
     });
   }
+}
+
+function checkPlanFits(r: Run, plan: ShardPlan): void {
+  checkPlanLake(r, plan);
   const missing = r.kpis.filter((t) => !plan.kpis.includes(t));
   if (missing.length > 0 || plan.kpis.length !== r.kpis.length) {
     throw new MkpiError('MKPI_PLAN_MISMATCH', `plan ${plan.runId} was made for --kpis ${plan.kpis.join(',')}, not ${r.kpis.join(',')}`, {
@@ -298,13 +298,7 @@ const engineLateStep = step('reread', async (r) => {
   const session = wh.session;
   r.cleanups.push(() => session.close());
   const plan = r.plan!;
-  const scanByKey = new Map(r.scans.map((s) => [s.key, s]));
-  for (const p of plan.pending) {
-    const s = scanByKey.get(p.obj.key)!;
-    for (const t of p.missing) for (const d of s.days) r.byTable[t].add(dayToDate(d));
-  }
-  for (const twin of r.repair.retire) for (const t of twin.tables) for (const d of twin.dates) r.byTable[t].add(d);
-  for (const d of r.opts.window ?? []) for (const t of r.kpis) r.byTable[t].add(d);
+  addDatesToRecompute(r);
   wh.staged = plan.pending.map((p) => ({
     id: wh.idOf.get(p.obj.key)!,
     fileKey: p.entry?.fileKey ?? p.obj.key,
@@ -364,17 +358,7 @@ const engineStageStep = step('stage', async (r) => {
   songs.valid -= staged.songs.duplicates;
   users.duplicates = staged.users.duplicates;
   users.valid -= staged.users.duplicates;
-  r.report.totals.duplicateSongs = songs.duplicates;
-  r.report.totals.duplicateUsers = users.duplicates;
-  if (songs.duplicates > 0) r.warn(`${songs.file}: ${songs.duplicates} duplicate track_id row(s); the first row of each wins`);
-  if (users.duplicates > 0) r.warn(`${users.file}: ${users.duplicates} duplicate user_id row(s); the first row of each wins`);
-  for (const d of [songs, users]) {
-    const bad = Object.values(d.rejected).reduce((a, b) => a + b, 0);
-    if (bad > 0) r.warn(`${d.file}: ${bad} invalid row(s) left out of the dimension`);
-    if (d.duplicateHeaders.length > 0)
-      r.warn(`${d.file}: repeated header name(s) ${d.duplicateHeaders.join(', ')}; the first column of each is used`);
-  }
-  const totals = r.report.totals;
+  warnDimensions(r, songs, users);
   for (const scan of r.scans) {
     const id = wh.idOf.get(scan.key)!;
     const o = staged.orphans.get(id) ?? { unknown_track: 0, unknown_user: 0 };
@@ -383,26 +367,9 @@ const engineStageStep = step('stage', async (r) => {
     scan.rejected.unknown_user = (scan.rejected.unknown_user ?? 0) + o.unknown_user;
     scan.complete = scan.schemaError ? 0 : (staged.complete.get(id) ?? 0);
     scan.reduced = scan.complete;
-    if (scan.duplicateHeaders.length > 0)
-      r.warn(`${scan.key}: repeated header name(s) ${scan.duplicateHeaders.join(', ')}; the first column of each is used`);
-    totals.files++;
-    totals.bytes += scan.bytes;
-    totals.rowsRead += scan.rows;
-    totals.completeRows += scan.complete;
-    for (const x of REJECT_REASONS) totals.rejected[x] += scan.rejected[x];
-    r.report.files.push({
-      name: scan.key,
-      bytes: scan.bytes,
-      rows: scan.rows,
-      complete: scan.complete,
-      rejected: { ...zeroReasons(), ...scan.rejected },
-      dates: [...scan.days].sort((a, b) => a - b).map(dayToDate),
-      status: scan.schemaError ? 'schema_error' : 'read',
-      ...(scan.schemaError ? { error: scan.schemaError.message } : {}),
-    });
+    recordScan(r, scan);
   }
-  totals.badRows = BAD_ROW_REASONS.reduce((a, x) => a + totals.rejected[x], 0);
-  totals.orphanRows = ORPHAN_REASONS.reduce((a, x) => a + totals.rejected[x], 0);
+  addRowTotals(r.report);
   checkAborted(r.opts.signal);
 });
 
@@ -491,15 +458,7 @@ const engineRejectsStep = (publish: Step) =>
 const engineLoadStep = step('load', async (r) => {
   const { opts, report } = r;
   const wh = r.wh!;
-  const empty: KpiResult = { hourly: [], genre: [] } as unknown as KpiResult;
-  const batch = buildBatch(
-    opts.runId,
-    r.kpis,
-    r.byTable,
-    empty,
-    r.plan!.pending,
-    new Map<string, StreamScan>(r.scans.map((s) => [s.key, s])),
-  );
+  const ledger = ledgerEntries(opts.runId, r.kpis, r.plan!.pending, new Map(r.scans.map((s) => [s.key, s])));
   for (const t of ['hourly', 'genre'] as const) report.datesRecomputed[t] = [...r.byTable[t]].sort();
   const asked = (opts.window?.length ?? 0) > 0;
   if (r.plan!.pending.length === 0 && r.repair.retire.length === 0 && !asked) return;
@@ -512,7 +471,7 @@ const engineLoadStep = step('load', async (r) => {
       ...(r.kpis.includes('hourly') ? { hourly: [...r.byTable.hourly].sort() } : {}),
       ...(r.kpis.includes('genre') ? { genre: [...r.byTable.genre].sort() } : {}),
       store: wh.staged,
-      ledger: [...batch.ledger, ...r.repair.keepers],
+      ledger: [...ledger, ...r.repair.keepers],
       retire: r.repair.retire.map((e) => ({ fileKey: e.fileKey, fingerprint: e.fingerprint })),
       dryRun,
       onStep: async (s) => {
@@ -583,11 +542,7 @@ const normalizeCommandStep = step('normalize', async (r) => {
   const shard = eng.shard;
   if (shard === undefined) throw new MkpiError('MKPI_USAGE', 'normalize needs --shard i/N (0-based i)');
   const plan = await readPlan(eng.staging, eng.planId, r.opts.signal);
-  if (plan.lake !== r.opts.lake.root) {
-    throw new MkpiError('MKPI_PLAN_MISMATCH', `plan ${plan.runId} is for lake ${plan.lake}, not ${r.opts.lake.root}`, {
-      hint: 'give the same --lake as `musickpi plan` had',
-    });
-  }
+  checkPlanLake(r, plan);
   if (shard.count !== plan.shards) {
     throw new MkpiError('MKPI_PLAN_MISMATCH', `plan ${plan.runId} has ${plan.shards} shard(s), not ${shard.count}`, {
       hint: `use --shard i/${plan.shards}`,
@@ -638,7 +593,7 @@ function reportShard(r: Run, m: ShardManifest): void {
     if (f.schemaError) r.warn(`${f.key}: ${f.schemaError.message}; the run will stop on it before loading`);
   }
   for (const d of m.dimensions) if (d.schemaError) r.warn(`${d.key}: ${d.schemaError.message}; the run will stop on it before loading`);
-  totals.badRows = BAD_ROW_REASONS.reduce((a, x) => a + totals.rejected[x], 0);
+  addRowTotals(r.report);
   for (const d of m.dimensions) {
     rejects += d.rejectsCount;
     r.report.dimensions[d.kind] = {
@@ -667,12 +622,7 @@ const planLedgerStep = (ledger: Step) =>
       r.ledger = [];
       return;
     }
-    const owner = await warehouse.lakeClaim();
-    if (owner !== null && owner !== r.opts.lake.root && !r.opts.adoptLake) {
-      throw new MkpiError('MKPI_CONFIG', `schema holds the ledger of lake ${owner}; this run's lake is ${r.opts.lake.root}`, {
-        hint: 'give this lake its own --schema, or pass --adopt-lake if the lake moved',
-      });
-    }
+    await refuseOtherLake(r);
     await ledger.run(r);
   });
 

@@ -26,10 +26,21 @@ export function buildBatch(
     const dates = datesByTable.genre;
     batch.genre = { dates: [...dates].sort(), rows: res.genre.filter((r) => dates.has(r.listen_date)) };
   }
-  for (const p of pending) {
+  batch.ledger.push(...ledgerEntries(runId, kpis, pending, scans));
+  return batch;
+}
+
+/** What the ledger records of the pending files a load reads: one entry each, tables merged. */
+export function ledgerEntries(
+  runId: string,
+  kpis: readonly KpiTable[],
+  pending: PendingFile[],
+  scans: ReadonlyMap<string, StreamScan>,
+): LedgerEntry[] {
+  return pending.map((p) => {
     const scan = scans.get(p.obj.key)!;
     // A file the ledger knows under another fingerprint (same key, same bytes) keeps its row.
-    const entry: LedgerEntry = {
+    return {
       fileKey: p.entry?.fileKey ?? p.obj.key,
       fingerprint: p.entry?.fingerprint ?? p.obj.fingerprint,
       contentHash: scan.contentHash || null,
@@ -40,7 +51,5 @@ export function buildBatch(
       runId,
       archivedKey: null,
     };
-    batch.ledger.push(entry);
-  }
-  return batch;
+  });
 }

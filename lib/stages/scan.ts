@@ -128,20 +128,32 @@ function emptyCounts(reasons: readonly string[]): Record<string, number> {
   return Object.fromEntries(reasons.map((r) => [r, 0]));
 }
 
+/** Both dimension files as the lake lists them; MKPI_NO_INPUT naming the first one missing. */
+export async function requireDimensionFiles(
+  lake: Lake,
+  keys: { songs: string; users: string },
+): Promise<{ songs: LakeObject; users: LakeObject }> {
+  const found: LakeObject[] = [];
+  for (const key of [keys.songs, keys.users]) {
+    const obj = await lake.stat(key);
+    if (obj === undefined) {
+      throw new MkpiError('MKPI_NO_INPUT', `${lake.root}: ${key} not found`, {
+        hint: 'a lake needs songs.csv and users.csv at its root (or point --songs / --users at them)',
+        details: { file: key },
+      });
+    }
+    found.push(obj);
+  }
+  return { songs: found[0], users: found[1] };
+}
+
 export async function loadDimensions(
   lake: Lake,
   keys: { songs: string; users: string },
   opts: ScanOptions,
 ): Promise<{ dims: Dimensions; songs: DimensionFileReport; users: DimensionFileReport }> {
   const builder = new DimensionsBuilder(keys);
-  for (const key of [keys.songs, keys.users]) {
-    if ((await lake.stat(key)) === undefined) {
-      throw new MkpiError('MKPI_NO_INPUT', `${lake.root}: ${key} not found`, {
-        hint: 'a lake needs songs.csv and users.csv at its root (or point --songs / --users at them)',
-        details: { file: key },
-      });
-    }
-  }
+  await requireDimensionFiles(lake, keys);
 
   const songs: DimensionFileReport = {
     file: keys.songs,
