@@ -32,8 +32,8 @@ export interface LakeSpec {
   lateTail?: { prevDays: number; fraction: number };
 }
 
-/** Mulberry32: small, fast, and the same sequence on every machine. */
-function rng(seed: number): () => number {
+/** Mulberry32: small, fast, and the same sequence on every machine (tests use it too, so a failure names its seed). */
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

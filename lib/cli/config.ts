@@ -65,6 +65,13 @@ export const OPTIONS = {
     group: LAKE,
     default: true,
   },
+  'date-state': {
+    kind: 'boolean',
+    describe:
+      "save each loaded date's counts under _musickpi/state/ in the lake, so a late file re-reads them instead of the archived files (--no-date-state: re-read the files)",
+    group: LAKE,
+    default: true,
+  },
   'keep-rejects': {
     kind: 'number',
     describe: 'rejects/<run id>/ folders kept in the lake; older ones are removed (0: keep all)',
@@ -216,6 +223,8 @@ const LAKE_ROOT = ['lake', 'streams', 'archive', 'recursive', 's3-endpoint', 's3
 const DIMENSIONS = ['songs', 'users'] as const;
 /** The commands whose pipeline loads the dimensions take their cache's options. */
 const DIMENSION_CACHE = ['cache-dir', 'dimension-cache'] as const;
+/** The commands that recompute dates from the reducers keep and read the dates' saved state. */
+const DATE_STATE = ['date-state'] as const;
 const REJECTS = ['rejects', 'keep-rejects'] as const;
 const WH = ['warehouse', 'schema', 'home', 'connect-timeout', 'staging', 'iam-role', 'redshift-iam', 'redshift-cluster-id'] as const;
 const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers'] as const;
@@ -225,6 +234,7 @@ const LOADING = [
   ...LAKE_ROOT,
   ...DIMENSIONS,
   ...DIMENSION_CACHE,
+  ...DATE_STATE,
   ...REJECTS,
   ...WH,
   'adopt-lake',
@@ -245,7 +255,7 @@ export const COMMAND_OPTIONS = {
   compute: LOADING,
   validate: [...LAKE_ROOT, ...DIMENSIONS, ...DIMENSION_CACHE, ...REJECTS, ...GATES, ...EXPECT, ...OUT, ...OBSERVE],
   archive: [...LAKE_ROOT, ...WH, 'adopt-lake', 'dry-run', ...OUT, ...OBSERVE],
-  retract: [...LAKE_ROOT, ...DIMENSIONS, ...DIMENSION_CACHE, ...WH, 'dry-run', ...OUT, ...OBSERVE],
+  retract: [...LAKE_ROOT, ...DIMENSIONS, ...DIMENSION_CACHE, ...DATE_STATE, ...WH, 'dry-run', ...OUT, ...OBSERVE],
   status: [...LAKE_ROOT, ...WH, 'json', 'quiet', ...LOG],
   init: [...WH, ...OUT],
   query: [...WH, 'json', 'csv', 'quiet', ...LOG],
@@ -379,6 +389,8 @@ export interface Config {
   rejects: RejectsConfig | undefined;
   /** Commands that load the dimensions: where their cache is. */
   cache: CacheConfig | undefined;
+  /** run, compute, retract: whether dates' states are saved in the lake and read back (lib/stages/date-state.ts). */
+  dateState: boolean;
   warehouse: WarehouseConfig | undefined;
   compute: ComputeConfig | undefined;
   /** The warehouse engine: engine kind, staging, plan id and shards (run, compute, plan, normalize). */
@@ -864,6 +876,7 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
     lake,
     rejects,
     cache,
+    dateState: takes('date-state') ? asBoolean('date-state', get('date-state')) : false,
     warehouse,
     compute,
     engine,

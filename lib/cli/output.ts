@@ -45,7 +45,12 @@ export function summary(r: RunReport): string {
     );
     const rej = REJECT_REASONS.filter((x) => t.rejected[x] > 0).map((x) => `${x} ${n(t.rejected[x])}`);
     out.push(`  rejected    ${rej.length ? rej.join(', ') : 'none'}`);
-    if (r.reread.length) out.push(`  late dates  re-read ${r.reread.length} loaded file(s)`);
+    const restored = r.dateState?.restored.length ?? 0;
+    const late = [
+      ...(restored ? [`${n(restored)} read back from saved state`] : []),
+      ...(r.reread.length ? [`re-read ${n(r.reread.length)} loaded file(s)`] : []),
+    ];
+    if (late.length) out.push(`  late dates  ${late.join(', ')}`);
   }
   if (r.engine === 'warehouse' && (r.command === 'run' || r.command === 'compute'))
     out.push('  engine      warehouse (KPIs computed in SQL)');

@@ -52,3 +52,6 @@ export function isStreamFileName(name: string): boolean {
 export function isGzipKey(key: string): boolean {
   return GZIP_NAME.test(key);
 }
+
+/** Where, under the lake root, the loaded dates' saved states live (lib/stages/date-state.ts): never under streams/. */
+export const DATE_STATE_PREFIX = '_musickpi/state/';

@@ -58,9 +58,14 @@ export interface LoadedDimensions {
   users: DimensionFileReport;
   /** hit: read from the cache; miss: loaded from the lake (and the cache written, where it could be); off: no cache. */
   cache: 'hit' | 'miss' | 'off';
+  /**
+   * The versions of songs and users these dimensions were built from, as the lake states them;
+   * absent unless asked for (`identify`) and proven: stated the same before and after the load.
+   */
+  files?: { songs: FileKey; users: FileKey };
 }
 
-interface FileKey {
+export interface FileKey {
   key: string;
   fingerprint: string;
   size: number;
@@ -110,20 +115,29 @@ interface Header {
 export async function loadDimensionsCached(
   lake: Lake,
   keys: { songs: string; users: string },
-  opts: Omit<ScanOptions, 'rejects'> & { rejects?: RejectSink; cache?: DimensionCacheOptions },
+  opts: Omit<ScanOptions, 'rejects'> & { rejects?: RejectSink; cache?: DimensionCacheOptions; identify?: boolean },
 ): Promise<LoadedDimensions> {
   const cache = opts.cache;
-  if (cache === undefined) return { ...(await loadDimensions(lake, keys, opts)), cache: 'off' };
+  if (cache === undefined && !opts.identify) return { ...(await loadDimensions(lake, keys, opts)), cache: 'off' };
   const before = await statBoth(lake, keys);
   // A missing file: the normal load says so.
   if (before === undefined) return { ...(await loadDimensions(lake, keys, opts)), cache: 'off' };
+  const stable = async (): Promise<{ songs: FileKey; users: FileKey } | undefined> => {
+    const after = await statBoth(lake, keys).catch(() => undefined);
+    return after !== undefined && sameFiles(before, after) ? fileKeys(before) : undefined;
+  };
+  if (cache === undefined) {
+    const loaded = await loadDimensions(lake, keys, opts);
+    const files = await stable();
+    return { ...loaded, cache: 'off', ...(files ? { files } : {}) };
+  }
   const key = cacheKey(lake.root, before, cache.version);
   const path = join(cache.dir, fileName(key));
   const hit = readCache(path, key);
   if (hit !== undefined) {
     opts.rejects?.addLines(hit.rejects.lines, hit.rejects.count);
     touch(path);
-    return { dims: hit.dims, songs: hit.songs, users: hit.users, cache: 'hit' };
+    return { dims: hit.dims, songs: hit.songs, users: hit.users, cache: 'hit', files: fileKeys(before) };
   }
   const recorded: string[] = [];
   const inner = opts.rejects;
@@ -135,15 +149,15 @@ export async function loadDimensionsCached(
   };
   const loaded = await loadDimensions(lake, keys, { ...opts, rejects: recorder });
   // Written only when the files did not change while they were read: the key must name what was read.
-  const after = await statBoth(lake, keys).catch(() => undefined);
-  if (after !== undefined && sameFiles(before, after)) {
+  const files = await stable();
+  if (files !== undefined) {
     try {
       writeCache(cache, path, key, loaded, recorded);
     } catch {
       // A read-only or full disk costs the next run a normal load, nothing more.
     }
   }
-  return { ...loaded, cache: 'miss' };
+  return { ...loaded, cache: 'miss', ...(files ? { files } : {}) };
 }
 
 async function statBoth(lake: Lake, keys: { songs: string; users: string }): Promise<{ songs: LakeObject; users: LakeObject } | undefined> {

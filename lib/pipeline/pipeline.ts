@@ -5,15 +5,33 @@ import { KPI_TABLES } from '../domain/kpi.js';
 import { type LedgerEntry } from '../domain/ledger.js';
 import { type LoadBatch } from '../domain/warehouse.js';
 import { MkpiError, toMkpiError } from '../domain/errors.js';
-import { FileMatcher, filesToReread, repairTwins, listStreamFiles, locate, planPending, type PendingFile } from '../stages/plan.js';
+import {
+  FileMatcher,
+  filesToReread,
+  identity,
+  ledgerIdentity,
+  repairTwins,
+  listStreamFiles,
+  locate,
+  planPending,
+  type PendingFile,
+} from '../stages/plan.js';
+import {
+  decodeDateState,
+  dimensionsKey,
+  encodeDateState,
+  listDateStates,
+  readDateStateBytes,
+  restoreDateState,
+  writeDateState,
+} from '../stages/date-state.js';
 import { scanStreamFile, type StreamScan } from '../stages/scan.js';
 import { loadDimensionsCached } from './dimension-cache.js';
-import { create, result, type KpiState } from '../stages/reduce.js';
+import { create, result } from '../stages/reduce.js';
 import { RejectSink, pruneRejectFolders } from '../stages/rejects.js';
 import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel } from './parallel-scan.js';
 import { archiveLoaded } from '../stages/archive.js';
 import { buildBatch } from '../stages/load.js';
-import { type Dimensions } from '../stages/validate.js';
 import { dateToDay, dayToDate } from '../domain/listen-time.js';
 import { newReport, setError, zeroReasons, type Command, type RunReport } from './report.js';
 import { warehouseEngineSteps } from './warehouse-engine.js';
@@ -105,10 +123,16 @@ const dimensionsStep = step('dimensions', async (r) => {
   const { lake, layout, signal } = r.opts;
   if (r.opts.rejectsKey) r.rejects = new RejectSink();
   r.emit({ type: 'stage', stage: 'dimensions', message: 'loading songs and users' });
-  const { dims, songs, users } = await r.timer.stage('dimensions', () =>
-    loadDimensionsCached(lake, { songs: layout.songs, users: layout.users }, { signal, rejects: r.rejects, cache: r.opts.dimensionCache }),
+  const dateState = r.opts.dateState;
+  const { dims, songs, users, files } = await r.timer.stage('dimensions', () =>
+    loadDimensionsCached(
+      lake,
+      { songs: layout.songs, users: layout.users },
+      { signal, rejects: r.rejects, cache: r.opts.dimensionCache, identify: dateState !== undefined },
+    ),
   );
   r.report.dimensions = { songs, users };
+  if (dateState !== undefined && files !== undefined) r.dimensionsKey = dimensionsKey({ version: dateState.version, ...files });
   warnDimensions(r, songs, users);
   r.dims = dims;
   r.state = create(dims.trackCount, dims.userCount);
@@ -192,6 +216,28 @@ function checkExpectedDates(r: Run): void {
 const lateDatesStep = step('reread', async (r) => {
   addDatesToRecompute(r);
   await rereadDates(r, r.plan!.pending);
+});
+
+/**
+ * After the commit, each recomputed date's state is saved for later runs (date-state.ts). It
+ * never fails a run: a state that could not be written costs a later run a re-read, no more.
+ */
+const saveDateStateStep = step('state', async (r) => {
+  const store = r.opts.dateState;
+  const saved = r.report.dateState;
+  if (!store || !saved || r.dimensionsKey === undefined || r.report.dryRun || !r.report.loaded || !r.dateFiles) return;
+  for (const [date, files] of [...r.dateFiles].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const bytes = encodeDateState(r.state!, dateToDay(date), { dimensions: r.dimensionsKey, files });
+    try {
+      await writeDateState(store, date, bytes, r.opts.signal);
+    } catch (err) {
+      checkAborted(r.opts.signal);
+      r.warn(`could not save the state of ${date} for later runs (${toMkpiError(err).message}); a later late file re-reads its files`);
+      return;
+    }
+    saved.saved.push(date);
+    if (saved.saved.length === 1) await r.opts.fault?.('mid-state');
+  }
 });
 
 const computeStep = step('compute', async (r) => {
@@ -332,6 +378,7 @@ const COMPUTE_STEPS = [
   lateDatesStep,
   computeStep,
   loadStep,
+  saveDateStateStep,
 ];
 
 /** The warehouse engine's commands (docs/scale.md), on the steps both engines share. */
@@ -360,6 +407,7 @@ export const COMMAND_STEPS: Record<Command, readonly Step[]> = {
     retractRereadStep,
     computeStep,
     retractLoadStep,
+    saveDateStateStep,
     moveRetractedStep,
   ],
   plan: ENGINE_STEPS.plan,
@@ -428,13 +476,82 @@ async function commitLoad(r: Run, batch: Omit<LoadBatch, 'onStep'>): Promise<voi
   r.report.loaded = true;
 }
 
-/** Re-reads the loaded files (other than `exclude`) that carry a date being recomputed. */
+/**
+ * Puts back into the state the rows of the loaded files (other than `exclude`, which are being
+ * read now) that carry a date being recomputed: from the date's saved state where it holds
+ * (date-state.ts), else by re-reading those files, each for the dates it still owes.
+ */
 async function rereadDates(r: Run, exclude: PendingFile[]): Promise<void> {
   const allDates = new Set([...r.byTable.hourly, ...r.byTable.genre]);
   const reread = filesToReread(r.ledger ?? [], exclude, allDates);
-  if (reread.length === 0) return;
-  r.emit({ type: 'stage', stage: 'reread', message: `re-reading ${reread.length} loaded file(s) for late dates` });
-  await r.timer.stage('reread', () => rereadFiles(r.opts, reread, allDates, r.dims!, r.state!, r.report));
+  // Per date, the files whose rows of it the state holds: the new files first.
+  const held = new Map<string, Set<string>>([...allDates].map((d) => [d, new Set<string>()]));
+  const scanByKey = new Map(r.scans.map((s) => [s.key, s]));
+  for (const p of exclude) {
+    const scan = scanByKey.get(p.obj.key);
+    for (const d of scan?.days ?? []) held.get(dayToDate(d))?.add(ledgerIdentity(p));
+  }
+  const owed = new Map(reread.map((e) => [e, new Set(e.dates.filter((d) => allDates.has(d)))]));
+  if (r.opts.dateState && r.dimensionsKey !== undefined) {
+    r.report.dateState = { restored: [], saved: [] };
+    await restoreDates(r, reread, owed, held);
+  }
+  r.dateFiles = held;
+  const todo = reread.filter((e) => owed.get(e)!.size > 0);
+  if (todo.length === 0) return;
+  r.emit({ type: 'stage', stage: 'reread', message: `re-reading ${todo.length} loaded file(s) for late dates` });
+  await r.timer.stage('reread', async () => {
+    for (const entry of todo) {
+      const days = owed.get(entry)!;
+      const obj = await locate(r.opts.lake, r.opts.layout, entry, r.opts.signal);
+      const dayFilter = new Set([...days].map(dateToDay));
+      const scan = await scanStreamFile(r.opts.lake, obj, r.dims!, r.state!, { signal: r.opts.signal, dayFilter });
+      if (scan.schemaError) throw scan.schemaError;
+      r.report.reread.push({ name: obj.key, bytes: scan.bytes, rows: scan.rows, rowsUsed: scan.reduced });
+      for (const d of days) held.get(d)!.add(identity(entry.fileKey, entry.fingerprint));
+    }
+  });
+}
+
+/**
+ * The late dates whose saved state holds only files still counted for them: their counts go
+ * into the state, and those files owe the date nothing more. Window dates (--date, --start,
+ * --end) are recomputed from the files themselves, as asked.
+ */
+async function restoreDates(
+  r: Run,
+  reread: LedgerEntry[],
+  owed: Map<LedgerEntry, Set<string>>,
+  held: Map<string, Set<string>>,
+): Promise<void> {
+  const store = r.opts.dateState!;
+  const window = new Set(r.opts.window ?? []);
+  const wanted = [...held.keys()].filter((d) => !window.has(d) && reread.some((e) => owed.get(e)!.has(d))).sort();
+  if (wanted.length === 0) return;
+  await r.timer.stage('reread', async () => {
+    const listing = await listDateStates(store).catch((err: unknown) => {
+      checkAborted(r.opts.signal);
+      r.warn(`could not list the saved date states (${toMkpiError(err).message}); late dates are re-read from their files`);
+      return new Map<string, never>();
+    });
+    const state = r.state!;
+    for (const date of wanted) {
+      const obj = listing.get(date);
+      if (obj === undefined) continue;
+      const bytes = await readDateStateBytes(store, obj, r.opts.signal);
+      const saved =
+        bytes && decodeDateState(bytes, { dimensions: r.dimensionsKey!, trackCount: state.trackCount, userCount: state.userCount });
+      if (!saved || saved.date !== date) continue;
+      const counted = new Map(reread.filter((e) => owed.get(e)!.has(date)).map((e) => [identity(e.fileKey, e.fingerprint), e] as const));
+      if (!saved.files.every((f) => counted.has(f))) continue;
+      restoreDateState(state, saved);
+      for (const f of saved.files) {
+        owed.get(counted.get(f)!)!.delete(date);
+        held.get(date)!.add(f);
+      }
+      r.report.dateState!.restored.push(date);
+    }
+  });
 }
 
 async function scanPending(r: Run, pending: PendingFile[]): Promise<StreamScan[]> {
@@ -498,21 +615,4 @@ function gate(opts: PipelineOptions, report: RunReport, warn: (m: string) => voi
   }
   if (badRows > 0) warn(`${badRows} bad stream row(s) rejected (within --max-bad-rows ${maxBad})`);
   if (orphanRows > 0) warn(`${orphanRows} orphan stream row(s) rejected (unknown track or user)`);
-}
-
-async function rereadFiles(
-  opts: PipelineOptions,
-  entries: LedgerEntry[],
-  dates: ReadonlySet<string>,
-  dims: Dimensions,
-  state: KpiState,
-  report: RunReport,
-): Promise<void> {
-  const dayFilter = new Set([...dates].map(dateToDay));
-  for (const entry of entries) {
-    const obj = await locate(opts.lake, opts.layout, entry, opts.signal);
-    const scan = await scanStreamFile(opts.lake, obj, dims, state, { signal: opts.signal, dayFilter });
-    if (scan.schemaError) throw scan.schemaError;
-    report.reread.push({ name: obj.key, bytes: scan.bytes, rows: scan.rows, rowsUsed: scan.reduced });
-  }
 }

@@ -87,6 +87,11 @@ export interface RunReport {
   engine: 'stream' | 'warehouse';
   /** The warehouse engine's plan: its id (`--run-id`), shards, and where its staging is. */
   plan: PlanReport | null;
+  /**
+   * Saved date states (date-state.ts): the late dates whose loaded files' counts were read back
+   * instead of the files, and the dates saved for later runs; null when the run keeps none.
+   */
+  dateState: { restored: string[]; saved: string[] } | null;
 }
 
 export interface PlanReport {
@@ -144,6 +149,7 @@ export function newReport(command: Command, runId: string, lake: string, kpis: K
     history: null,
     engine: 'stream',
     plan: null,
+    dateState: null,
   };
 }
 

@@ -14,6 +14,7 @@ import type { DimensionFileReport, StreamScan } from '../stages/scan.js';
 import { dayToDate } from '../domain/listen-time.js';
 import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS } from '../domain/reject-reasons.js';
 import type { KpiState, KpiResult } from '../stages/reduce.js';
+import type { DateStateStore } from '../stages/date-state.js';
 import type { RejectSink } from '../stages/rejects.js';
 import type { Dimensions } from '../stages/validate.js';
 import type { ArchiveFault } from '../stages/archive.js';
@@ -23,7 +24,8 @@ import type { Command, RunReport, Stage } from './report.js';
 /**
  * Test-only points, in run order, at which `fault` is called (the CLI kills itself there under
  * MKPI_TEST_FAULT, or pauses under MKPI_TEST_PAUSE). 'mid-copy', 'staged', 'mid-merge',
- * 'merged', 'before-commit' are inside the load transaction; see ArchiveFault for the archive's.
+ * 'merged', 'before-commit' are inside the load transaction; 'mid-state' is after the first saved
+ * date state (date-state.ts) and before the others; see ArchiveFault for the archive's.
  */
 export type FaultPoint =
   | 'after-lock'
@@ -36,6 +38,7 @@ export type FaultPoint =
   | 'merged'
   | 'before-commit'
   | 'after-commit'
+  | 'mid-state'
   | ArchiveFault;
 
 export type PipelineEvent =
@@ -82,6 +85,11 @@ export interface PipelineOptions {
   engine?: EngineOptions;
   /** Where loaded dimensions are kept across runs, keyed by the files' fingerprints (dimension-cache.ts); absent: none. */
   dimensionCache?: DimensionCacheOptions;
+  /**
+   * Where each loaded date's reducer state is kept for later runs' late files (date-state.ts):
+   * used instead of re-reading loaded files where it provably holds the same rows; absent: none.
+   */
+  dateState?: DateStateStore & { version: string };
 }
 
 export interface EngineOptions {
@@ -162,6 +170,10 @@ export interface Run {
   scans: StreamScan[];
   byTable: Record<KpiTable, Set<string>>;
   result?: KpiResult;
+  /** The dimensions' key for saved date states (date-state.ts dimensionsKey); absent when unproven. */
+  dimensionsKey?: string;
+  /** Per date being recomputed: the ledger identities of the files whose rows of it the state holds. */
+  dateFiles?: Map<string, Set<string>>;
   wh?: EngineRun;
   /** Run at the end of the run, whatever happened (sessions to close). */
   cleanups: (() => Promise<void>)[];

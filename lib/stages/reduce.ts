@@ -154,6 +154,89 @@ export function merge(a: KpiState, b: KpiState): KpiState {
   return a;
 }
 
+/**
+ * What result() reads of one hour, without the listens: the listen count, each distinct track
+ * played with its count (ascending), each distinct listener (ascending) and the age-group
+ * counts. It is what an hour is worth to a later run (date-state.ts): hours merge by adding
+ * counts and joining listeners, so the counts of earlier files stand in for their rows.
+ */
+export interface HourCounts {
+  count: number;
+  /** track, listens, track, listens, …, tracks ascending */
+  tracks: Int32Array;
+  /** listener indexes, ascending */
+  users: Int32Array;
+  ages: Float64Array;
+}
+
+/** One hour's counts (a sparse hour is counted; a dense one read in order). */
+export function hourCounts(state: KpiState, h: HourState): HourCounts {
+  if (h.tracks !== null) {
+    let nt = 0;
+    for (let t = 0; t < h.tracks.length; t++) if (h.tracks[t] !== 0) nt++;
+    const tracks = new Int32Array(nt * 2);
+    for (let t = 0, j = 0; t < h.tracks.length; t++) {
+      if (h.tracks[t] === 0) continue;
+      tracks[j++] = t;
+      tracks[j++] = h.tracks[t];
+    }
+    const bits = h.users!;
+    let nu = 0;
+    for (let i = 0; i < bits.length; i++) if (bits[i] !== 0) nu += popcount32(bits[i]);
+    const users = new Int32Array(nu);
+    for (let i = 0, j = 0; i < bits.length; i++) {
+      let w = bits[i];
+      while (w !== 0) {
+        const low = w & -w;
+        users[j++] = i * 32 + (31 - Math.clz32(low));
+        w ^= low;
+      }
+    }
+    return { count: h.count, tracks, users, ages: h.ages.slice() };
+  }
+  const log = h.log!;
+  const byTrack = new Map<number, number>();
+  const listeners = new Set<number>();
+  for (let i = 0; i < h.logLen; i += 2) {
+    byTrack.set(log[i], (byTrack.get(log[i]) ?? 0) + 1);
+    listeners.add(log[i + 1]);
+  }
+  const order = Int32Array.from(byTrack.keys()).sort();
+  const tracks = new Int32Array(order.length * 2);
+  order.forEach((t, i) => {
+    tracks[2 * i] = t;
+    tracks[2 * i + 1] = byTrack.get(t)!;
+  });
+  return { count: h.count, tracks, users: Int32Array.from(listeners).sort(), ages: h.ages.slice() };
+}
+
+/**
+ * Adds an hour's counts (hourCounts) to the state, as if its listens were added again. A sparse
+ * hour takes them as (track, listener) pairs, one per listen: the k-th listen of the expanded
+ * track list goes with listener k mod n. Every listener appears (there are never more
+ * listeners than listens), and the per-track counts, the listener set and the count are exact,
+ * which is all result() reads of a log.
+ */
+export function addCounts(state: KpiState, hourKey: number, c: HourCounts): void {
+  if (c.count === 0) return;
+  const h = hourState(state, hourKey);
+  h.count += c.count;
+  for (let g = 0; g < h.ages.length; g++) h.ages[g] += c.ages[g];
+  if (h.tracks === null && h.logLen + 2 * c.count > state.denseAt) densify(state, h);
+  if (h.tracks !== null) {
+    for (let i = 0; i < c.tracks.length; i += 2) h.tracks[c.tracks[i]] += c.tracks[i + 1];
+    const bits = h.users!;
+    for (let i = 0; i < c.users.length; i++) bits[c.users[i] >>> 5] |= 1 << (c.users[i] & 31);
+    return;
+  }
+  // The log fits (checked above), so it never turns dense part-way through.
+  const n = c.users.length;
+  let k = 0;
+  for (let i = 0; i < c.tracks.length; i += 2) {
+    for (let j = 0; j < c.tracks[i + 1]; j++) addSparse(state, h, c.tracks[i], c.users[k++ % n]);
+  }
+}
+
 function popcount32(x: number): number {
   x -= (x >>> 1) & 0x55555555;
   x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);

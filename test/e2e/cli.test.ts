@@ -42,26 +42,36 @@ describe('e2e: musickpi CLI', function () {
     expectTable(await tableRows(url, 'hourly_kpis'), fixture('tiny/expected/hourly_kpis.csv'));
   });
 
-  it('a late file for a loaded date gives the tables a single run over all files gives', async () => {
-    const late = 'user_id,track_id,listen_time\nu2,t2,2024-06-01 11:30:00\nu1,t3,2024-06-03 08:00:00\n';
-    const url = await freshDatabase();
-    const lake = copyLake('tiny');
-    expect((await runCli(['run', '--lake', lake, '--warehouse', url, '--quiet'])).code).to.equal(0);
-    writeFileSync(join(lake, 'streams', 'c.csv'), late);
-    const r = await runCli(['run', '--lake', lake, '--warehouse', url, '--json']);
-    expect(r.code, r.stderr).to.equal(0);
-    expect(r.json.datesRecomputed.hourly).to.deep.equal(['2024-06-01', '2024-06-03']);
-    // b.csv carries only 2024-06-02, which the late file does not touch.
-    expect(r.json.reread.map((f: any) => f.name)).to.deep.equal(['streams/archived/a.csv']);
+  for (const saved of [false, true]) {
+    it(`a late file for a loaded date gives the tables a single run over all files gives (${saved ? "the date's saved state read back" : 'archived files re-read: --no-date-state'})`, async () => {
+      const late = 'user_id,track_id,listen_time\nu2,t2,2024-06-01 11:30:00\nu1,t3,2024-06-03 08:00:00\n';
+      const url = await freshDatabase();
+      const lake = copyLake('tiny');
+      const flags = saved ? [] : ['--no-date-state'];
+      expect((await runCli(['run', '--lake', lake, '--warehouse', url, '--quiet', ...flags])).code).to.equal(0);
+      expect(existsSync(join(lake, '_musickpi', 'state', '2024-06-01.state'))).to.equal(saved);
+      writeFileSync(join(lake, 'streams', 'c.csv'), late);
+      const r = await runCli(['run', '--lake', lake, '--warehouse', url, '--json', ...flags]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.json.datesRecomputed.hourly).to.deep.equal(['2024-06-01', '2024-06-03']);
+      if (saved) {
+        expect(r.json.reread).to.deep.equal([]);
+        expect(r.json.dateState).to.deep.equal({ restored: ['2024-06-01'], saved: ['2024-06-01', '2024-06-03'] });
+      } else {
+        // b.csv carries only 2024-06-02, which the late file does not touch.
+        expect(r.json.reread.map((f: any) => f.name)).to.deep.equal(['streams/archived/a.csv']);
+        expect(r.json.dateState).to.equal(null);
+      }
 
-    const once = await freshDatabase();
-    const whole = copyLake('tiny');
-    writeFileSync(join(whole, 'streams', 'c.csv'), late);
-    expect((await runCli(['run', '--lake', whole, '--warehouse', once, '--quiet'])).code).to.equal(0);
-    expect(await tableRows(url, 'hourly_kpis')).to.deep.equal(await tableRows(once, 'hourly_kpis'));
-    expect(await tableRows(url, 'genre_level_kpis')).to.deep.equal(await tableRows(once, 'genre_level_kpis'));
-    expect(ls(join(lake, 'streams', 'archived'))).to.deep.equal(['a.csv', 'b.csv', 'c.csv']);
-  });
+      const once = await freshDatabase();
+      const whole = copyLake('tiny');
+      writeFileSync(join(whole, 'streams', 'c.csv'), late);
+      expect((await runCli(['run', '--lake', whole, '--warehouse', once, '--quiet'])).code).to.equal(0);
+      expect(await tableRows(url, 'hourly_kpis')).to.deep.equal(await tableRows(once, 'hourly_kpis'));
+      expect(await tableRows(url, 'genre_level_kpis')).to.deep.equal(await tableRows(once, 'genre_level_kpis'));
+      expect(ls(join(lake, 'streams', 'archived'))).to.deep.equal(['a.csv', 'b.csv', 'c.csv']);
+    });
+  }
 
   it('the messy lake: exact reject counts per reason and file, rejects output, exact tables', async () => {
     const url = await freshDatabase();

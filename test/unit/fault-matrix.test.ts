@@ -21,6 +21,7 @@ import type { FaultPoint } from '../../lib/pipeline/pipeline.js';
 import type { RunReport } from '../../lib/pipeline/report.js';
 import type { LedgerEntry } from '../../lib/domain/ledger.js';
 import { MemoryLake, type MemoryLakeOptions } from '../support/fakes/memory-lake.js';
+import { DATE_STATE_PREFIX } from '../../lib/domain/layout.js';
 import { MemoryWarehouse, type WarehouseSnapshot } from '../support/fakes/memory-warehouse.js';
 import { LAYOUT, STREAMS, TINY_GENRE, TINY_HOURLY, addStreams, runOn, tinyLake, type StreamName } from '../support/fakes/tiny-lake.js';
 
@@ -36,6 +37,7 @@ const POINTS: FaultPoint[] = [
   'merged',
   'before-commit',
   'after-commit',
+  'mid-state',
   'after-archive-list',
   'after-archive-copy',
   'after-archive-mark',
@@ -91,8 +93,11 @@ function lakeFiles(lake: MemoryLake): Record<string, string> {
   return lake.contents(LAYOUT.streams);
 }
 
+/** Every run keeps saved date states in the lake, as the CLI's runs do (lib/stages/date-state.ts). */
+const withState = (lake: MemoryLake) => ({ dateState: { lake, prefix: DATE_STATE_PREFIX, version: 'test' } });
+
 async function cleanRun(lake: MemoryLake, warehouse: MemoryWarehouse): Promise<RunReport> {
-  const r = await runOn(lake, warehouse);
+  const r = await runOn(lake, warehouse, withState(lake));
   expect(r.error, JSON.stringify(r.error)).to.equal(null);
   return r;
 }
@@ -100,6 +105,31 @@ async function cleanRun(lake: MemoryLake, warehouse: MemoryWarehouse): Promise<R
 interface Reference {
   warehouse: WarehouseSnapshot;
   lake: Record<string, string>;
+}
+
+/** A late file with a row on each date of the stream files. */
+const LATE_ON_EVERY_DATE =
+  'user_id,track_id,listen_time\nu3,t2,2024-06-01 10:45:00\nu2,t4,2024-06-02 00:30:00\nu4,t1,2024-06-03 08:10:00\n';
+
+const lateTables = new Map<string, Promise<WarehouseSnapshot>>();
+
+/** The tables of one clean run over a scenario's files and the late file on every date, without saved states. */
+function withLate(sc: Scenario, opts: MemoryLakeOptions): Promise<WarehouseSnapshot> {
+  const key = `${sc.name}/${JSON.stringify(opts)}`;
+  if (!lateTables.has(key)) {
+    lateTables.set(
+      key,
+      (async () => {
+        const lake = tinyLake([...sc.before, ...sc.fresh], opts);
+        lake.put(inStreams('late.csv'), LATE_ON_EVERY_DATE);
+        const warehouse = new MemoryWarehouse();
+        const r = await runOn(lake, warehouse);
+        expect(r.error, JSON.stringify(r.error)).to.equal(null);
+        return warehouse.snapshot();
+      })(),
+    );
+  }
+  return lateTables.get(key)!;
 }
 
 /** One clean run over every file a scenario ends with. */
@@ -165,6 +195,7 @@ describe('fault matrix: a run stopped at every fault point, then a normal run, e
               const controller = new AbortController();
               let fired = 0;
               const report = await runOn(lake, warehouse, {
+                ...withState(lake),
                 signal: controller.signal,
                 // Synchronous: 'mid-parse' is called without being awaited.
                 fault: (p) => {
@@ -205,7 +236,7 @@ describe('fault matrix: a run stopped at every fault point, then a normal run, e
               }
 
               // A normal run finishes the job and ends where one clean run ends.
-              const rerun = await runOn(lake, warehouse);
+              const rerun = await runOn(lake, warehouse, withState(lake));
               expect(rerun.error, JSON.stringify(rerun.error)).to.equal(null);
               const end = warehouse.snapshot();
               expect(loadedState(end)).to.deep.equal(loadedState(ref.warehouse));
@@ -214,11 +245,18 @@ describe('fault matrix: a run stopped at every fault point, then a normal run, e
               expect(lakeFiles(lake)).to.deep.equal(ref.lake);
 
               // And a third run has nothing left to do.
-              const third = await runOn(lake, warehouse);
+              const third = await runOn(lake, warehouse, withState(lake));
               expect(third.error).to.equal(null);
               expect(third.loaded).to.equal(false);
               expect(third.archived).to.deep.equal([]);
               expect(warehouse.snapshot()).to.deep.equal(end);
+
+              // Whatever date states the stopped run left, a later late file on every date is exact.
+              lake.put(inStreams('late.csv'), LATE_ON_EVERY_DATE);
+              const late = await runOn(lake, warehouse, withState(lake));
+              expect(late.error, JSON.stringify(late.error)).to.equal(null);
+              expect(loadedState(warehouse.snapshot()).hourly).to.deep.equal((await withLate(sc, lakeOpts)).hourly);
+              expect(loadedState(warehouse.snapshot()).genre).to.deep.equal((await withLate(sc, lakeOpts)).genre);
             });
           }
         }

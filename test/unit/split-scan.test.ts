@@ -15,19 +15,7 @@ import { RejectSink } from '../../lib/stages/rejects.js';
 import { loadDimensions, scanStreamFile } from '../../lib/stages/scan.js';
 import { liveWorkers, plannedWorkers, scanFilesParallel, splittable } from '../../lib/pipeline/parallel-scan.js';
 import type { Lake } from '../../lib/domain/lake.js';
-import { generateLake } from '../../bench/generate-lake.js';
-
-/** Mulberry32, so that a failure names a seed that reproduces it. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { generateLake, rng } from '../../bench/generate-lake.js';
 
 type Rec = [string[], number, number];
 

@@ -12,7 +12,7 @@ import { runPipeline, type EngineOptions } from '../../pipeline/pipeline.js';
 import { newReport, setError, type Command, type RunReport } from '../../pipeline/report.js';
 import type { Lake } from '../../domain/lake.js';
 import type { RunRecord, Warehouse } from '../../domain/warehouse.js';
-import { normalisePrefix } from '../../domain/layout.js';
+import { DATE_STATE_PREFIX, normalisePrefix } from '../../domain/layout.js';
 import { KPI_TABLES } from '../../domain/kpi.js';
 import { required, type Config, type ObserveConfig } from '../config.js';
 import type { Runtime } from '../runtime.js';
@@ -99,6 +99,7 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
     },
     ...(engine ? { engine } : {}),
     ...(config.cache?.dir !== undefined ? { dimensionCache: { dir: config.cache.dir, version: musickpiVersion() } } : {}),
+    ...(config.dateState ? { dateState: { lake, prefix: DATE_STATE_PREFIX, version: musickpiVersion() } } : {}),
   });
   rt.progress.stop();
   if (warehouse) await recordHistory(rt, warehouse, report, startedAt);
