@@ -58,6 +58,7 @@ export interface Report {
   loaded?: boolean;
   archived?: unknown[];
   reread?: { name: string; bytes: number; rows: number; rowsUsed: number }[];
+  dateState?: { restored: string[]; saved: string[] } | null;
 }
 
 export function parseReport(r: ChildRun, what: string): Report {

@@ -166,6 +166,13 @@ export const OPTIONS = {
     group: COMPUTE,
     defaultText: 'min(2, cores)',
   },
+  'memory-budget': {
+    kind: 'number',
+    describe:
+      'MB of KPI state held in memory, shared by the readers; past it, state is spilled by date to a temporary folder (a long backfill stays within it; a daily run never reaches it)',
+    group: COMPUTE,
+    default: 128,
+  },
   json: { kind: 'boolean', describe: 'print the result as one line of JSON on stdout', group: OUTPUT, default: false },
   quiet: { kind: 'boolean', alias: 'q', describe: 'no progress or log lines on stderr', group: OUTPUT, default: false },
   silent: {
@@ -227,7 +234,7 @@ const DIMENSION_CACHE = ['cache-dir', 'dimension-cache'] as const;
 const DATE_STATE = ['date-state'] as const;
 const REJECTS = ['rejects', 'keep-rejects'] as const;
 const WH = ['warehouse', 'schema', 'home', 'connect-timeout', 'staging', 'iam-role', 'redshift-iam', 'redshift-cluster-id'] as const;
-const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers'] as const;
+const GATES = ['max-bad-rows', 'max-orphan-rows', 'workers', 'memory-budget'] as const;
 
 /** The options of the commands that load (run and compute take the same ones). */
 const LOADING = [
@@ -348,6 +355,8 @@ export interface ComputeConfig {
   maxBadRows: number;
   maxOrphanRows: number;
   workers: number | undefined;
+  /** --memory-budget, in bytes. */
+  memoryBudgetBytes: number;
 }
 
 /** A window of listen dates, as the list of its UTC dates (YYYY-MM-DD), in order. */
@@ -776,6 +785,7 @@ function resolveSections(command: CommandName, argv: Record<string, unknown>, op
       maxBadRows: asNumber('max-bad-rows', get('max-bad-rows'), { min: 0 }) ?? 0,
       maxOrphanRows: asNumber('max-orphan-rows', get('max-orphan-rows'), { min: 0 }) ?? Infinity,
       workers: asNumber('workers', get('workers'), { min: 0, max: 64 }),
+      memoryBudgetBytes: Math.round((asNumber('memory-budget', get('memory-budget'), { min: 16, max: 1_048_576 }) ?? 128) * 1024 * 1024),
     });
   }
 

@@ -5,6 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Lake, LakeSpec } from '../domain/lake.js';
 import { create } from '../stages/reduce.js';
+import { StateSpill } from './state-spill.js';
 import { RejectSpool } from '../stages/rejects.js';
 import { scanStreamFile, streamDimsFrom } from '../stages/scan.js';
 import { MkpiError } from '../domain/errors.js';
@@ -25,6 +26,7 @@ const init = workerData as WorkerInit;
 const dims = streamDimsFrom(init.dims);
 const state = create(dims.trackCount, dims.userCount);
 const controller = new AbortController();
+const spill = init.spill ? new StateSpill(init.spill) : undefined;
 
 /** The lake, reopened by the module the caller named (domain/lake.ts, LakeSpec). */
 async function reopen(spec: WorkerInit['lake']): Promise<Lake> {
@@ -60,8 +62,10 @@ async function scan(index: number, obj: Extract<ToWorker, { type: 'scan' }>['obj
       range,
       rejects: spool,
       onRows: (rows) => post({ type: 'rows', index, rows }),
+      ...(spill ? { checkpoint: () => spill.check(state) } : {}),
     });
     spool?.close();
+    spill?.check(state);
     post({ type: 'done', index, scan: toScanData(result), rejects: spool?.count ?? 0 });
   } catch (err) {
     spool?.close();
@@ -78,11 +82,14 @@ async function finish(): Promise<void> {
     for (const a of [h.tracks, h.users, h.log, h.ages]) if (a !== null) transfer.push(a.buffer as ArrayBuffer);
   }
   state.hours.clear();
-  post({ type: 'state', hours }, transfer);
+  spill?.close();
+  post({ type: 'state', hours, spilled: spill?.all() ?? [] }, transfer);
   await stop();
 }
 
 async function stop(): Promise<void> {
+  // A thread's open files are the process's: closed here, or they outlive the thread.
+  spill?.close();
   await lake?.close().catch(() => undefined);
   port.close();
 }

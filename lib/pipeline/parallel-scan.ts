@@ -34,6 +34,7 @@ import type { Lake, LakeObject, LakeSpec } from '../domain/lake.js';
 import { MkpiError, isMkpiError, type ErrorCode } from '../domain/errors.js';
 import { isGzipKey } from '../domain/layout.js';
 import { merge, type HourState, type KpiState } from '../stages/reduce.js';
+import type { SpillOptions, SpillPart, StateSpill } from './state-spill.js';
 import { CsvParser, RecordBoundaryScanner } from '../stages/parse.js';
 import { RejectSpool, type RejectSink, type RejectWriter } from '../stages/rejects.js';
 import { scanStreamFile, streamDims, streamDimsData, type ScanRange, type StreamDimsData, type StreamScan } from '../stages/scan.js';
@@ -164,6 +165,8 @@ export interface WorkerInit {
   dims: StreamDimsData;
   /** Folder for per-file reject spools, or null when the run writes no rejects. */
   spoolDir: string | null;
+  /** The memory budget each reader holds its state under (state-spill.ts); absent: none. */
+  spill?: SpillOptions;
 }
 
 export type ToWorker = { type: 'scan'; index: number; obj: LakeObject; range?: ScanRange } | { type: 'finish' } | { type: 'abort' };
@@ -171,7 +174,7 @@ export type ToWorker = { type: 'scan'; index: number; obj: LakeObject; range?: S
 export type FromWorker =
   | { type: 'rows'; index: number; rows: number }
   | { type: 'done'; index: number; scan: ScanData; rejects: number }
-  | { type: 'state'; hours: HourData[] }
+  | { type: 'state'; hours: HourData[]; spilled: SpillPart[] }
   | { type: 'error'; index: number; error: SerializedError };
 
 export function spoolPath(dir: string, index: number): string {
@@ -297,6 +300,11 @@ export interface ParallelScanOptions {
   onScan?: (scan: StreamScan) => void;
   /** Where the per-file reject spools go (in a folder of their own, removed at the end); default os.tmpdir(). */
   tmpDir?: string;
+  /**
+   * The memory budget: the calling thread holds `state` under it with this spill (and its
+   * parts receive the workers'), each worker with one of its own on the same options.
+   */
+  spill?: { spill: StateSpill; options: SpillOptions };
   /** How long stopping workers get to close their streams before they are terminated. */
   stopGraceMs?: number;
   /** A single plain file at least this large is split into byte ranges; default DEFAULT_MIN_SPLIT_BYTES. */
@@ -328,6 +336,12 @@ interface SplitPass {
   header: ResolvedHeader;
 }
 
+/** The scan option that holds `state` under the budget, if there is one. */
+function checkpointOf(opts: ParallelScanOptions, state: KpiState): { checkpoint?: () => void } {
+  const spill = opts.spill?.spill;
+  return spill ? { checkpoint: () => spill.check(state) } : {};
+}
+
 /**
  * Scans `files` in worker threads into `state`; returns their scans in `files` order. The
  * caller's `state` must be built on `dims` (merge() checks the sizes).
@@ -345,12 +359,17 @@ export async function scanFilesParallel(
   const split = files.length === 1 && local?.readRange !== undefined && splittable(files[0], opts.splitMinBytes);
   if (files.length === 1 && !split && local !== undefined) {
     // One file that cannot be split (compressed, small, or a lake that cannot read a part of it): one reader, here.
-    const scan = await scanStreamFile(local, files[0], sd, state, { signal, rejects: opts.rejects, onRows: opts.onRows });
+    const scan = await scanStreamFile(local, files[0], sd, state, {
+      signal,
+      rejects: opts.rejects,
+      onRows: opts.onRows,
+      ...checkpointOf(opts, state),
+    });
     opts.onScan?.(scan);
     return [scan];
   }
   const spoolDir = opts.rejects ? mkdtempSync(join(opts.tmpDir ?? tmpdir(), 'musickpi-spool-')) : null;
-  const init: WorkerInit = { lake: opts.lake, dims: streamDimsData(sd), spoolDir };
+  const init: WorkerInit = { lake: opts.lake, dims: streamDimsData(sd), spoolDir, ...(opts.spill ? { spill: opts.spill.options } : {}) };
   const count = Math.max(1, split ? opts.workers : Math.min(opts.workers, files.length));
   // Tasks: the files, or the ranges of the split file as its first pass finds them.
   const tasks: Task[] = split ? [] : files.map((obj) => ({ obj }));
@@ -525,6 +544,8 @@ export async function scanFilesParallel(
           for (const h of m.hours)
             hours.set(h.key, { count: h.count, tracks: h.tracks, users: h.users, log: h.log, logLen: h.logLen, ages: h.ages });
           merge(state, { trackCount: state.trackCount, userCount: state.userCount, denseAt: state.denseAt, hours });
+          opts.spill?.spill.add(m.spilled);
+          opts.spill?.spill.check(state);
           statesIn++;
           slot.stateIn = true;
           complete();
@@ -556,9 +577,11 @@ export async function scanFilesParallel(
           rejects: spool,
           onRows: opts.onRows,
           range: t.range,
+          ...checkpointOf(opts, state),
         });
         spool?.close();
         if (failure !== undefined) return;
+        opts.spill?.spill.check(state);
         taskDone(index, scan, spool?.count ?? 0);
       } catch (err) {
         spool?.close();

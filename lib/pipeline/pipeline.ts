@@ -1,6 +1,11 @@
 // The pipeline as a library: each command returns a RunReport and never touches `process`.
 // Errors end up in report.error with a stable code; the CLI alone maps codes to exit statuses.
 
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { KPI_TABLES } from '../domain/kpi.js';
 import { type LedgerEntry } from '../domain/ledger.js';
 import { type LoadBatch } from '../domain/warehouse.js';
@@ -27,7 +32,8 @@ import {
 } from '../stages/date-state.js';
 import { scanStreamFile, type StreamScan } from '../stages/scan.js';
 import { loadDimensionsCached } from './dimension-cache.js';
-import { create, result } from '../stages/reduce.js';
+import { create, result, type KpiResult } from '../stages/reduce.js';
+import { StateSpill } from './state-spill.js';
 import { RejectSink, pruneRejectFolders } from '../stages/rejects.js';
 import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel } from './parallel-scan.js';
 import { archiveLoaded } from '../stages/archive.js';
@@ -136,6 +142,15 @@ const dimensionsStep = step('dimensions', async (r) => {
   warnDimensions(r, songs, users);
   r.dims = dims;
   r.state = create(dims.trackCount, dims.userCount);
+  // Always one: without a budget it never spills, and only keeps the dates' states to save.
+  const dir = join(r.opts.memoryBudget?.dir ?? tmpdir(), `musickpi-state-${randomBytes(8).toString('hex')}`);
+  const spill = new StateSpill({ dir, budgetBytes: budgetOf(r) });
+  r.spill = spill;
+  r.spillDir = dir;
+  r.cleanups.push(async () => {
+    spill.close();
+    await rm(dir, { recursive: true, force: true });
+  });
 });
 
 const scanStep = step('streams', async (r) => {
@@ -225,9 +240,9 @@ const lateDatesStep = step('reread', async (r) => {
 const saveDateStateStep = step('state', async (r) => {
   const store = r.opts.dateState;
   const saved = r.report.dateState;
-  if (!store || !saved || r.dimensionsKey === undefined || r.report.dryRun || !r.report.loaded || !r.dateFiles) return;
-  for (const [date, files] of [...r.dateFiles].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const bytes = encodeDateState(r.state!, dateToDay(date), { dimensions: r.dimensionsKey, files });
+  if (!store || !saved || r.dimensionsKey === undefined || r.report.dryRun || !r.report.loaded || !r.spill) return;
+  for (const date of r.spill.keptNames().sort()) {
+    const bytes = r.spill.kept(date)!;
     try {
       await writeDateState(store, date, bytes, r.opts.signal);
     } catch (err) {
@@ -243,11 +258,38 @@ const saveDateStateStep = step('state', async (r) => {
 const computeStep = step('compute', async (r) => {
   r.emit({ type: 'stage', stage: 'compute', message: 'computing KPIs' });
   const allDates = new Set([...r.byTable.hourly, ...r.byTable.genre]);
-  const days = new Set([...allDates].map(dateToDay));
-  const dims = r.dims!;
-  r.result = await r.timer.stage('compute', () => Promise.resolve(result(r.state!, dims, { days })));
+  const days = [...new Set([...allDates].map(dateToDay))].sort((a, b) => a - b);
+  r.result = await r.timer.stage('compute', () => Promise.resolve(computeByDay(r, days)));
   for (const t of KPI_TABLES) r.report.datesRecomputed[t] = [...r.byTable[t]].sort();
 });
+
+/**
+ * The KPIs one date at a time: the date's whole state (its hours in memory and its spilled
+ * parts), its rows, and, where dates' states are saved, its state encoded to save after the
+ * commit. One date's state at a time is all a budgeted run holds here.
+ */
+function computeByDay(r: Run, days: number[]): KpiResult {
+  const out: KpiResult = { hourly: [], genre: [], days: [] };
+  const spill = r.spill!;
+  const save = r.opts.dateState !== undefined && r.dimensionsKey !== undefined && !r.report.dryRun ? r.dateFiles : undefined;
+  for (const day of days) {
+    const one = spill.takeDay(r.state!, day);
+    const res = result(one, r.dims!, { days: new Set([day]) });
+    out.hourly.push(...res.hourly);
+    out.genre.push(...res.genre);
+    out.days.push(...res.days);
+    const files = save?.get(dayToDate(day));
+    if (files) spill.keep(dayToDate(day), encodeDateState(one, day, { dimensions: r.dimensionsKey!, files }));
+  }
+  r.report.spilledBytes = spill.bytes;
+  return out;
+}
+
+/** The budget each reader gets when `readers` share it (Infinity without one). */
+function budgetOf(r: Run, readers = 1): number {
+  const bytes = r.opts.memoryBudget?.bytes;
+  return bytes === undefined ? Infinity : Math.max(1, Math.floor(bytes / readers));
+}
 
 const loadStep = step('load', async (r) => {
   const { opts, report, plan } = r;
@@ -505,8 +547,13 @@ async function rereadDates(r: Run, exclude: PendingFile[]): Promise<void> {
       const days = owed.get(entry)!;
       const obj = await locate(r.opts.lake, r.opts.layout, entry, r.opts.signal);
       const dayFilter = new Set([...days].map(dateToDay));
-      const scan = await scanStreamFile(r.opts.lake, obj, r.dims!, r.state!, { signal: r.opts.signal, dayFilter });
+      const scan = await scanStreamFile(r.opts.lake, obj, r.dims!, r.state!, {
+        signal: r.opts.signal,
+        dayFilter,
+        checkpoint: () => r.spill!.check(r.state!),
+      });
       if (scan.schemaError) throw scan.schemaError;
+      r.spill!.check(r.state!);
       r.report.reread.push({ name: obj.key, bytes: scan.bytes, rows: scan.rows, rowsUsed: scan.reduced });
       for (const d of days) held.get(d)!.add(identity(entry.fileKey, entry.fingerprint));
     }
@@ -545,6 +592,7 @@ async function restoreDates(
       const counted = new Map(reread.filter((e) => owed.get(e)!.has(date)).map((e) => [identity(e.fileKey, e.fingerprint), e] as const));
       if (!saved.files.every((f) => counted.has(f))) continue;
       restoreDateState(state, saved);
+      r.spill!.check(state);
       for (const f of saved.files) {
         owed.get(counted.get(f)!)!.delete(date);
         held.get(date)!.add(f);
@@ -578,15 +626,41 @@ async function scanPending(r: Run, pending: PendingFile[]): Promise<StreamScan[]
   };
   const files = pending.map((p) => p.obj);
   const workers = plannedWorkers(opts.parallel, files);
+  const spill = r.spill!;
   let scans: StreamScan[];
   if (workers > 0) {
     const lake = opts.parallel!.lake!;
-    const local = (opts.parallel!.mainReads ?? DEFAULT_MAIN_READS) ? opts.lake : undefined;
-    scans = await scanFilesParallel(files, dims, state, { lake, workers, local, signal: opts.signal, rejects, onRows, onScan: record });
+    const mainReads = opts.parallel!.mainReads ?? DEFAULT_MAIN_READS;
+    const local = mainReads ? opts.lake : undefined;
+    // The readers share the budget: each worker, and this thread when it reads too.
+    const share = budgetOf(r, workers + (mainReads ? 1 : 0));
+    spill.setBudget(share);
+    const budgeted = share !== Infinity ? { spill: { spill, options: { dir: r.spillDir!, budgetBytes: share } } } : {};
+    try {
+      scans = await scanFilesParallel(files, dims, state, {
+        lake,
+        workers,
+        local,
+        signal: opts.signal,
+        rejects,
+        onRows,
+        onScan: record,
+        ...budgeted,
+      });
+    } finally {
+      spill.setBudget(budgetOf(r));
+    }
+    spill.check(state);
   } else {
     scans = [];
     for (const obj of files) {
-      const scan = await scanStreamFile(opts.lake, obj, dims, state, { signal: opts.signal, rejects, onRows });
+      const scan = await scanStreamFile(opts.lake, obj, dims, state, {
+        signal: opts.signal,
+        rejects,
+        onRows,
+        checkpoint: () => spill.check(state),
+      });
+      spill.check(state);
       scans.push(scan);
       record(scan);
     }

@@ -92,6 +92,8 @@ export interface RunReport {
    * instead of the files, and the dates saved for later runs; null when the run keeps none.
    */
   dateState: { restored: string[]; saved: string[] } | null;
+  /** Bytes of reducer state this run spilled to its temporary folder under the memory budget (0: none). */
+  spilledBytes: number;
 }
 
 export interface PlanReport {
@@ -150,6 +152,7 @@ export function newReport(command: Command, runId: string, lake: string, kpis: K
     engine: 'stream',
     plan: null,
     dateState: null,
+    spilledBytes: 0,
   };
 }
 

@@ -15,6 +15,7 @@ import { dayToDate } from '../domain/listen-time.js';
 import { BAD_ROW_REASONS, ORPHAN_REASONS, REJECT_REASONS } from '../domain/reject-reasons.js';
 import type { KpiState, KpiResult } from '../stages/reduce.js';
 import type { DateStateStore } from '../stages/date-state.js';
+import type { StateSpill } from './state-spill.js';
 import type { RejectSink } from '../stages/rejects.js';
 import type { Dimensions } from '../stages/validate.js';
 import type { ArchiveFault } from '../stages/archive.js';
@@ -90,6 +91,11 @@ export interface PipelineOptions {
    * used instead of re-reading loaded files where it provably holds the same rows; absent: none.
    */
   dateState?: DateStateStore & { version: string };
+  /**
+   * The reducers' state is held under this many bytes in all (its readers share it), the rest
+   * spilled by date to a temporary folder under `dir` (state-spill.ts); absent: no budget.
+   */
+  memoryBudget?: { bytes: number; dir?: string };
 }
 
 export interface EngineOptions {
@@ -174,6 +180,10 @@ export interface Run {
   dimensionsKey?: string;
   /** Per date being recomputed: the ledger identities of the files whose rows of it the state holds. */
   dateFiles?: Map<string, Set<string>>;
+  /** The state's spill under the memory budget (also where the dates' states to save wait for the commit). */
+  spill?: StateSpill;
+  /** Its folder, shared with the worker threads. */
+  spillDir?: string;
   wh?: EngineRun;
   /** Run at the end of the run, whatever happened (sessions to close). */
   cleanups: (() => Promise<void>)[];

@@ -117,6 +117,30 @@ export function addToHour(state: KpiState, h: HourState, track: number, user: nu
   if (ageGroup >= 0) h.ages[ageGroup]++;
 }
 
+/** Bytes the state's hours hold (their arrays, plus a little per hour for the objects). */
+export function stateBytes(state: KpiState): number {
+  let bytes = 0;
+  for (const h of state.hours.values()) {
+    bytes += 160 + h.ages.byteLength;
+    if (h.tracks !== null) bytes += h.tracks.byteLength + h.users!.byteLength;
+    else bytes += h.log!.byteLength;
+  }
+  return bytes;
+}
+
+/** Moves one date's hours out of `state` into a state of their own (nothing is copied). */
+export function takeDay(state: KpiState, day: number): KpiState {
+  const out: KpiState = { trackCount: state.trackCount, userCount: state.userCount, denseAt: state.denseAt, hours: new Map() };
+  for (let hour = 0; hour < 24; hour++) {
+    const key = day * 24 + hour;
+    const h = state.hours.get(key);
+    if (h === undefined) continue;
+    out.hours.set(key, h);
+    state.hours.delete(key);
+  }
+  return out;
+}
+
 /** Folds `b` into `a` and returns `a`. Both must come from the same dimensions. */
 export function merge(a: KpiState, b: KpiState): KpiState {
   if (a.trackCount !== b.trackCount || a.userCount !== b.userCount) {

@@ -349,7 +349,15 @@ export interface StreamScanOptions extends ScanOptions {
    * `bytes` counts the range. Its caller hashes the file and puts the ranges' scans together.
    */
   range?: ScanRange;
+  /**
+   * Called every CHECKPOINT_ROWS rows fed to the reducers, between two rows: the caller may take
+   * hours out of `state` there (a memory budget spilling them, state-spill.ts).
+   */
+  checkpoint?: () => void;
 }
+
+/** Rows between two checkpoints: often enough to hold a budget, rare enough to cost nothing. */
+export const CHECKPOINT_ROWS = 65_536;
 
 /**
  * Reads one stream file: classifies every row (spec §3), feeds complete rows to `state` and
@@ -379,6 +387,8 @@ export async function scanStreamFile(
   let lastDay = NaN;
   let lastHourKey = NaN;
   let hour: HourState | undefined;
+  const checkpoint = opts.checkpoint;
+  let untilCheckpoint = CHECKPOINT_ROWS;
 
   // Rejected rows are rare: only they pay for their detail, which re-reads the row.
   const reject = (reason: number, fields: string[], line: number, flag: number, h: ResolvedHeader): void => {
@@ -421,6 +431,12 @@ export async function scanStreamFile(
         complete++;
         if (dayFilter !== undefined && !dayFilter.has(lastDay)) return;
         reduced++;
+        if (checkpoint !== undefined && --untilCheckpoint === 0) {
+          untilCheckpoint = CHECKPOINT_ROWS;
+          checkpoint();
+          // The cached hour may have left the state.
+          lastHourKey = NaN;
+        }
         // Rows of one file mostly share their hour: its state is looked up only when the hour changes.
         if (hourKey !== lastHourKey) {
           hour = hourState(state, hourKey);

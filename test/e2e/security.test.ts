@@ -326,8 +326,14 @@ describe('e2e security: identifiers, secrets, rejects confinement', function () 
       expect(r.json.rejectsOutput).to.equal(`rejects/${r.json.runId}/rejects.csv`);
       const added = tree(parent).filter((p) => !before.includes(p));
       for (const p of added) expect(p.startsWith(`lake/`), `written outside the lake: ${p}`).to.equal(true);
-      const outside = added.filter((p) => !p.startsWith('lake/streams/archived') && !p.startsWith('lake/rejects'));
-      expect(outside, 'written outside streams/archived and rejects/').to.deep.equal([]);
+      // The loaded dates' saved states live under _musickpi/state/, named by date only.
+      const outside = added.filter(
+        (p) =>
+          !p.startsWith('lake/streams/archived') &&
+          !p.startsWith('lake/rejects') &&
+          !/^lake\/_musickpi(\/state(\/\d{4}-\d{2}-\d{2}\.state)?)?$/.test(p),
+      );
+      expect(outside, 'written outside streams/archived, rejects/ and _musickpi/state/').to.deep.equal([]);
       expect(tree(join(lake, 'rejects'))).to.deep.equal([r.json.runId, `${r.json.runId}/rejects.csv`]);
       expect(existsSync(join(REPO, 'mkpi-pwned')) || existsSync(join(lake, 'mkpi-pwned'))).to.equal(false);
 

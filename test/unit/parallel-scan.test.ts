@@ -42,7 +42,7 @@ function copyFixture(name: string): string {
   return d;
 }
 
-function messyLake(opts: { streams: number; files: number; seed?: number; messy?: boolean }): string {
+function messyLake(opts: { streams: number; files: number; seed?: number; messy?: boolean; days?: number }): string {
   const d = tmp('gen');
   generateLake({
     out: d,
@@ -50,7 +50,7 @@ function messyLake(opts: { streams: number; files: number; seed?: number; messy?
     users: 800,
     streams: opts.streams,
     files: opts.files,
-    days: 3,
+    days: opts.days ?? 3,
     seed: opts.seed ?? 7,
     messy: opts.messy ?? true,
     startDate: '2024-06-01',
@@ -70,7 +70,7 @@ async function compute(
   lakeDir: string,
   parallel: ParallelOptions | undefined,
   tag: string,
-  extra: { signal?: AbortSignal } = {},
+  extra: { signal?: AbortSignal; memoryBudget?: { bytes: number; dir?: string } } = {},
 ): Promise<Outcome> {
   const lake = openLake(lakeDir);
   const warehouse = new MemoryWarehouse();
@@ -268,6 +268,25 @@ describe('parallel scan (worker threads)', function () {
     const last = progress[progress.length - 1];
     expect(last).to.deep.equal({ type: 'progress', rows: 300_000, files: 4, totalFiles: 4 });
     for (let i = 1; i < progress.length; i++) expect(progress[i].rows).to.be.at.least(progress[i - 1].rows);
+  });
+
+  it('under a memory budget, spills the state by date mid-file and per file, in workers and here, with the same results', async () => {
+    // 3 files of 150k rows over 20 days: checkpoints inside each file, a budget of 1 byte spills at every one.
+    const dir = messyLake({ streams: 450_000, files: 3, days: 20, seed: 11 });
+    const single = await compute(dir, undefined, 'plain');
+    expect(single.report.spilledBytes).to.equal(0);
+    const spillRoot = tmp('spill');
+    for (const par of [undefined, parallel(dir, 2, true), parallel(dir, 2, false)]) {
+      const spilled = await compute(dir, par, 'spilled', { memoryBudget: { bytes: 1, dir: spillRoot } });
+      expect(spilled.report.error, JSON.stringify(spilled.report.error)).to.equal(null);
+      expect(spilled.report.spilledBytes).to.be.greaterThan(0);
+      expect({ ...(comparable(spilled.report) as object), spilledBytes: 0 }).to.deep.equal(comparable(single.report));
+      expect(spilled.batch).to.deep.equal(single.batch);
+      expect(spilled.rejects).to.equal(single.rejects);
+      // The temporary folder is gone with the run.
+      expect(readdirSync(spillRoot)).to.deep.equal([]);
+      expect(liveWorkers()).to.equal(0);
+    }
   });
 
   it("gives the same results when the calling thread is slow to take the workers' messages", async () => {

@@ -100,6 +100,7 @@ export async function pipelineCommand(command: Command, rt: Runtime): Promise<Co
     ...(engine ? { engine } : {}),
     ...(config.cache?.dir !== undefined ? { dimensionCache: { dir: config.cache.dir, version: musickpiVersion() } } : {}),
     ...(config.dateState ? { dateState: { lake, prefix: DATE_STATE_PREFIX, version: musickpiVersion() } } : {}),
+    ...(compute ? { memoryBudget: { bytes: compute.memoryBudgetBytes } } : {}),
   });
   rt.progress.stop();
   if (warehouse) await recordHistory(rt, warehouse, report, startedAt);
