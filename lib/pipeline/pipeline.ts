@@ -33,7 +33,7 @@ import {
 import { scanStreamFile, type StreamScan } from '../stages/scan.js';
 import { loadDimensionsCached } from './dimension-cache.js';
 import { create, result, type KpiResult } from '../stages/reduce.js';
-import { StateSpill } from './state-spill.js';
+import { SPILL_FOLDER_PREFIX, StateSpill, sweepStaleSpills } from './state-spill.js';
 import { RejectSink, pruneRejectFolders } from '../stages/rejects.js';
 import { DEFAULT_MAIN_READS, plannedWorkers, scanFilesParallel } from './parallel-scan.js';
 import { archiveLoaded } from '../stages/archive.js';
@@ -143,7 +143,9 @@ const dimensionsStep = step('dimensions', async (r) => {
   r.dims = dims;
   r.state = create(dims.trackCount, dims.userCount);
   // Always one: without a budget it never spills, and only keeps the dates' states to save.
-  const dir = join(r.opts.memoryBudget?.dir ?? tmpdir(), `musickpi-state-${randomBytes(8).toString('hex')}`);
+  const parent = r.opts.memoryBudget?.dir ?? tmpdir();
+  const dir = join(parent, SPILL_FOLDER_PREFIX + randomBytes(8).toString('hex'));
+  if (r.opts.memoryBudget) await sweepStaleSpills(parent);
   const spill = new StateSpill({ dir, budgetBytes: budgetOf(r) });
   r.spill = spill;
   r.spillDir = dir;

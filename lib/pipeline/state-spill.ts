@@ -9,6 +9,7 @@
 // daily run) never spills and pays one cheap size check every CHECKPOINT_ROWS rows.
 
 import { closeSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { MkpiError } from '../domain/errors.js';
@@ -29,6 +30,25 @@ export interface SpillPart {
   path: string;
   offset: number;
   length: number;
+}
+
+/** The folders of runs' spills are named so under their parent. */
+export const SPILL_FOLDER_PREFIX = 'musickpi-state-';
+/** A spill folder this old belongs to a run that was killed: its next neighbour removes it. */
+export const STALE_SPILL_MS = 24 * 3600 * 1000;
+
+/** Removes the spill folders of killed runs under `parent` (best effort: a folder in use is never this old). */
+export async function sweepStaleSpills(parent: string, now = Date.now()): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    if (!name.startsWith(SPILL_FOLDER_PREFIX)) continue;
+    const path = join(parent, name);
+    const st = await stat(path).catch(() => undefined);
+    if (st === undefined || !st.isDirectory() || now - st.mtimeMs < STALE_SPILL_MS) continue;
+    await rm(path, { recursive: true, force: true }).catch(() => undefined);
+    removed++;
+  }
+  return removed;
 }
 
 /** The "dimensions" a spilled part names: parts never leave the run that wrote them. */

@@ -218,20 +218,30 @@ export function hourCounts(state: KpiState, h: HourState): HourCounts {
     }
     return { count: h.count, tracks, users, ages: h.ages.slice() };
   }
+  // A sparse hour: its tracks and listeners sorted (typed arrays, no Map or Set), then counted in runs.
   const log = h.log!;
-  const byTrack = new Map<number, number>();
-  const listeners = new Set<number>();
-  for (let i = 0; i < h.logLen; i += 2) {
-    byTrack.set(log[i], (byTrack.get(log[i]) ?? 0) + 1);
-    listeners.add(log[i + 1]);
+  const n = h.logLen >>> 1;
+  const ts = new Int32Array(n);
+  const us = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    ts[i] = log[2 * i];
+    us[i] = log[2 * i + 1];
   }
-  const order = Int32Array.from(byTrack.keys()).sort();
-  const tracks = new Int32Array(order.length * 2);
-  order.forEach((t, i) => {
-    tracks[2 * i] = t;
-    tracks[2 * i + 1] = byTrack.get(t)!;
-  });
-  return { count: h.count, tracks, users: Int32Array.from(listeners).sort(), ages: h.ages.slice() };
+  ts.sort();
+  us.sort();
+  let nt = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || ts[i] !== ts[i - 1]) nt++;
+  const tracks = new Int32Array(nt * 2);
+  for (let i = 0, j = -2; i < n; i++) {
+    if (i === 0 || ts[i] !== ts[i - 1]) {
+      j += 2;
+      tracks[j] = ts[i];
+    }
+    tracks[j + 1]++;
+  }
+  let nu = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || us[i] !== us[i - 1]) us[nu++] = us[i];
+  return { count: h.count, tracks, users: us.slice(0, nu), ages: h.ages.slice() };
 }
 
 /**
