@@ -3,7 +3,8 @@
 // PostgreSQL wire protocol through pg; what differs per server is in SessionSetup.
 
 import os from 'node:os';
-import pg from 'pg';
+import type pg from 'pg';
+import { pgModule } from './pg.js';
 import { MkpiError, redact, type ErrorCode } from '../../../domain/errors.js';
 import { classifyConnectFailure, isConnectionLoss, toError, type ErrorTarget } from './errors.js';
 import { withRetry, type RetryClock, type RetryNotice } from './retry.js';
@@ -143,7 +144,7 @@ export class Connections implements ErrorTarget {
       application_name: application,
       keepAlive: true,
     };
-    const client = this.setup.newClient ? this.setup.newClient(config) : new pg.Client(config);
+    const client = this.setup.newClient ? this.setup.newClient(config) : new (pgModule().Client)(config);
     const conn: Conn = { client, dead: false };
     // Without a listener, a server-side termination while idle crashes the whole process.
     client.on('error', () => {
