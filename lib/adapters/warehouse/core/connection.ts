@@ -71,6 +71,10 @@ export class Connections implements ErrorTarget {
   private work: Conn | undefined;
   private workQueue: Promise<unknown> = Promise.resolve();
   private isClosed = false;
+  /** The shared session, being opened ahead of its first use (warmWork). */
+  private warmingWork: Promise<Conn | undefined> | undefined;
+  /** A session of its own, opened ahead for the next session() (openSpare). */
+  private spare: Promise<Conn | undefined> | undefined;
 
   constructor(
     connectionString: string,
@@ -128,6 +132,36 @@ export class Connections implements ErrorTarget {
         });
       },
     });
+  }
+
+  /**
+   * Starts opening the shared session now, so that connecting overlaps with what the caller
+   * does meanwhile (taking the run lock on its own session). One attempt, told nobody: if it
+   * fails, the first withWork() connects as it would have, retrying and reporting its failure.
+   */
+  warmWork(): void {
+    if (this.work || this.warmingWork || this.isClosed) return;
+    this.warmingWork = this.connectOnce(APP).catch(() => undefined);
+  }
+
+  /**
+   * Starts opening a session of its own for the next session() (a load's): by then it is
+   * usually open, and the load does not wait for a connection. One attempt, told nobody: if it
+   * fails or has died meanwhile, session() connects as connect() does.
+   */
+  openSpare(): void {
+    if (this.spare || this.isClosed) return;
+    this.spare = this.connectOnce(APP).catch(() => undefined);
+  }
+
+  /** A session of its own for `what`: the spare (openSpare) if it is open and alive, else a new one. */
+  async session(what: string): Promise<Conn> {
+    const spare = this.spare;
+    this.spare = undefined;
+    const conn = await spare;
+    if (conn && !conn.dead && !this.isClosed) return conn;
+    if (conn) await conn.client.end().catch(() => undefined);
+    return this.connect(what);
   }
 
   private async connectOnce(application: string): Promise<Conn> {
@@ -195,6 +229,12 @@ export class Connections implements ErrorTarget {
   /** Serialises use of the shared connection, reconnecting when the last one broke. */
   withWork<T>(what: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
+      if (!this.work && this.warmingWork) {
+        const warm = await this.warmingWork;
+        this.warmingWork = undefined;
+        if (warm && !warm.dead) this.work = warm;
+        else if (warm) await warm.client.end().catch(() => undefined);
+      }
       if (!this.work || this.work.dead) {
         if (this.work) await this.work.client.end().catch(() => undefined);
         this.work = undefined;
@@ -222,6 +262,13 @@ export class Connections implements ErrorTarget {
     this.closing.abort();
     await this.workQueue;
     this.isClosed = true;
+    // Sessions opened ahead and never used (a run that stopped before its first query or its load).
+    for (const ahead of [this.warmingWork, this.spare]) {
+      const conn = await ahead;
+      if (conn) await conn.client.end().catch(() => undefined);
+    }
+    this.warmingWork = undefined;
+    this.spare = undefined;
     if (this.work) await this.work.client.end().catch(() => undefined);
     this.work = undefined;
   }

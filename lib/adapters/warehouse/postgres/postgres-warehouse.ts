@@ -81,8 +81,16 @@ export class PostgresWarehouse implements EngineWarehouse {
     await this.db.withWork('initialising the warehouse schema', (c) => initSchema(c, this.schema, this.quoted));
   }
 
+  /**
+   * A run that takes the lock goes on to init() and, usually, a load: their sessions are opened
+   * meanwhile (the shared one while the lock's own connects, the load's once the lock is held),
+   * rather than each on the critical path, one after the other.
+   */
   async acquireRunLock(): Promise<RunLock> {
-    return this.runLock.acquire();
+    this.db.warmWork();
+    const lock = await this.runLock.acquire();
+    this.db.openSpare();
+    return lock;
   }
 
   async readLedger(): Promise<LedgerEntry[]> {
