@@ -2,6 +2,7 @@
 // session-local stage tables and a DELETE + INSERT merge; the run lock is a session-level advisory lock
 // on a dedicated connection, so it vanishes by itself when the process or connection dies.
 
+import { createRequire } from 'node:module';
 import type pg from 'pg';
 import { type GenreRow, type HourlyRow } from '../../../domain/kpi.js';
 import { type LedgerEntry } from '../../../domain/ledger.js';
@@ -20,7 +21,8 @@ import { GENRE_COLUMNS, HOURLY_COLUMNS } from '../core/kpi-columns.js';
 import { runLoad, type LoadDialect } from '../core/load.js';
 import { runUserQuery } from '../core/query.js';
 import { insertRunSql, isMissingTable, noRunsTable, runValues, selectRuns } from '../core/runs.js';
-import { SqlEngine, type EngineDialect, type EngineOptions, type EngineSql } from '../core/engine.js';
+import type { EngineDialect, EngineOptions, EngineSql } from '../core/engine.js';
+import type * as Engine from '../core/engine.js';
 import { copyParts, stage } from './copy.js';
 import { readLedger, writeLedger } from './ledger.js';
 import { markArchived } from '../core/ledger.js';
@@ -151,6 +153,8 @@ export class PostgresWarehouse implements EngineWarehouse {
         return Promise.resolve();
       },
     };
+    // The engine's SQL loads with its first session: the streaming engine never needs it.
+    const { SqlEngine } = createRequire(import.meta.url)('../core/engine.js') as typeof Engine;
     return new SqlEngine(this.db, conn, this.loading, dialect, opts);
   }
 
