@@ -203,10 +203,11 @@ export class PostgresWarehouse implements EngineWarehouse {
     await this.db.withWork('recording the run', async (c) => {
       // Its own short transaction on the work session, bounded: a history that cannot be
       // written in seconds is a warning, not a run that hangs after its work is done.
-      await c.query('BEGIN');
       try {
-        await c.query(`SET LOCAL lock_timeout = ${Math.max(0, Math.floor(this.lockTimeoutMs))}`);
-        await c.query('SET LOCAL statement_timeout = 30000');
+        // One round trip for the three (a simple query runs them in order; an error stops it).
+        await c.query(
+          `BEGIN; SET LOCAL lock_timeout = ${Math.max(0, Math.floor(this.lockTimeoutMs))}; SET LOCAL statement_timeout = 30000`,
+        );
         await c.query(insertRunSql(this.quoted), values);
         await c.query('COMMIT');
       } catch (err) {
