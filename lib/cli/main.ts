@@ -56,6 +56,22 @@ function usageError(message: string, argv: string[]): MkpiError {
   return new MkpiError('MKPI_USAGE', text, { hint: `see musickpi ${command ?? '<command>'} --help` });
 }
 
+/** The part of yargs' internals that skipHelpCache touches (not in its public types). */
+interface YargsInternals {
+  getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } };
+}
+
+/**
+ * yargs renders the whole help text of a command right after calling its handler (even a
+ * no-op one), to have it at hand should the handler fail: ~50 ms of string widths and wrapping
+ * on every run. Nothing here reads it: .fail() below throws instead of printing help, and
+ * --help renders its own text before any handler runs.
+ */
+function skipHelpCache(parser: unknown): void {
+  const usage = (parser as YargsInternals).getInternalMethods?.().getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => undefined;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const columns = process.stdout.columns || 100;
   let parser = yargs(hideBin(['node', 'musickpi', ...argv]))
@@ -88,6 +104,7 @@ export async function main(argv: string[]): Promise<void> {
     .help()
     .alias('h', 'help')
     .version();
+  skipHelpCache(parser);
   try {
     await parser.parseAsync();
   } catch (err) {

@@ -4,7 +4,7 @@
 // Every line of stderr, the failure line included, is written here so that a json log never
 // holds a stray plain line.
 
-import ora, { type Ora } from 'ora';
+import type { Ora } from 'ora';
 import type { PipelineEvent } from '../pipeline/pipeline.js';
 import { redact } from '../domain/errors.js';
 
@@ -131,6 +131,25 @@ function fmtRows(n: number): string {
 
 const QUIET: Progress = { event() {}, log() {}, warn() {}, debug() {}, stop() {} };
 
+type OraFactory = typeof import('ora').default;
+let ora: OraFactory | undefined;
+
+/** Whether a progress with these options draws a spinner. */
+function spinnerWanted(opts: ProgressOptions): boolean {
+  const stream = opts.stream ?? process.stderr;
+  // A spinner only on a real terminal of known width: ora's redraw divides by the width, and on a
+  // 0-column pseudo-terminal (`script`, `docker exec -t`, some CI runners) it never finishes a frame.
+  return !opts.quiet && opts.format !== 'json' && opts.interactive && Boolean(stream.isTTY) && (stream.columns ?? 0) > 0;
+}
+
+/**
+ * Loads the spinner's module when these options will draw one; createProgress then uses it. ora
+ * and its dependencies cost ~50 ms to import, which a run in a scheduler (no terminal) never needs.
+ */
+export async function loadSpinner(opts: ProgressOptions): Promise<void> {
+  if (spinnerWanted(opts)) ora ??= (await import('ora')).default;
+}
+
 export function createProgress(opts: ProgressOptions): Progress {
   if (opts.quiet) return QUIET;
   const stream = opts.stream ?? process.stderr;
@@ -139,9 +158,9 @@ export function createProgress(opts: ProgressOptions): Progress {
   const verbosity = opts.level ?? 'info';
   const verbose = verbosity !== 'info';
   const debugging = verbosity === 'debug';
-  // A spinner only on a real terminal of known width: ora's redraw divides by the width, and on a
-  // 0-column pseudo-terminal (`script`, `docker exec -t`, some CI runners) it never finishes a frame.
-  const tty = !json && opts.interactive && Boolean(stream.isTTY) && (stream.columns ?? 0) > 0;
+  // A terminal without a loaded spinner (loadSpinner not awaited) gets the plain lines.
+  const spinnerOf = spinnerWanted(opts) ? ora : undefined;
+  const tty = spinnerOf !== undefined;
   let spinner: Ora | undefined;
   let streamStart = now();
   // The first info-level progress line comes one interval into reading (a short run has none).
@@ -168,9 +187,9 @@ export function createProgress(opts: ProgressOptions): Progress {
             lastLine = streamStart;
             lastFiles = -1;
           }
-          if (tty) {
+          if (spinnerOf) {
             if (spinner) spinner.text = e.message;
-            else spinner = ora({ text: e.message, stream: stream as NodeJS.WriteStream, color: opts.color ? 'cyan' : false }).start();
+            else spinner = spinnerOf({ text: e.message, stream: stream as NodeJS.WriteStream, color: opts.color ? 'cyan' : false }).start();
             if (verbose) line('info', 'stage', e.message, { stage: e.stage });
           } else line('info', 'stage', e.message, { stage: e.stage });
           break;

@@ -11,7 +11,7 @@ import type { Warehouse } from '../domain/warehouse.js';
 import { MkpiError, redact } from '../domain/errors.js';
 import type { FaultPoint } from '../pipeline/pipeline.js';
 import { exitCodeFor } from './exit-codes.js';
-import { createProgress, type Progress } from './progress.js';
+import { createProgress, loadSpinner, type Progress } from './progress.js';
 import { required, type Config } from './config.js';
 
 export interface Runtime {
@@ -42,7 +42,7 @@ export async function withRuntime<T>(
   body: (rt: Runtime) => Promise<T>,
 ): Promise<{ value: T; interrupted: NodeJS.Signals | undefined }> {
   const controller = new AbortController();
-  const progress = createProgress({
+  const progressOptions = {
     quiet: config.output.quiet,
     interactive: config.output.interactive,
     format: config.output.logFormat,
@@ -50,7 +50,9 @@ export async function withRuntime<T>(
     color: config.output.color,
     runId,
     command: config.command,
-  });
+  };
+  await loadSpinner(progressOptions);
+  const progress = createProgress(progressOptions);
   const closers: (() => Promise<void>)[] = [];
   let interrupted: NodeJS.Signals | undefined;
 

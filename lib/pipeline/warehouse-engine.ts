@@ -4,6 +4,7 @@
 // in SQL. The lock, claim, ledger, listing, rejects publication, circuit breaker and archive are
 // the streaming engine's own steps, handed in by pipeline.ts.
 
+import { createRequire } from 'node:module';
 import type { LakeObject } from '../domain/lake.js';
 import type { EngineReject, EngineWarehouse, Warehouse } from '../domain/warehouse.js';
 import { decodePartId, type NormalizedFile, type PartKind, type PartRef, type ShardManifest, type ShardPlan } from '../domain/shards.js';
@@ -11,13 +12,13 @@ import { MkpiError } from '../domain/errors.js';
 import { dateToDay } from '../domain/listen-time.js';
 import { REJECT_REASONS, SONG_REJECT_REASONS, USER_REJECT_REASONS } from '../domain/reject-reasons.js';
 import { FileMatcher, filesToReread, locate, planPending } from '../stages/plan.js';
-import { checkShards, jobOf, makePlan, readPlan, writePlan } from '../stages/shards.js';
-import { normalizeShard } from '../stages/normalize.js';
+import type * as Shards from '../stages/shards.js';
+import type * as Normalize from '../stages/normalize.js';
 import { RejectSink, readRejectLines } from '../stages/rejects.js';
 import { ledgerEntries } from '../stages/load.js';
 import { duplicateDetail, shown } from '../stages/validate.js';
 import { requireDimensionFiles, type DimensionFileReport } from '../stages/scan.js';
-import { normalizeShards } from './normalize-workers.js';
+import type * as NormalizeWorkers from './normalize-workers.js';
 import { zeroReasons } from './report.js';
 import {
   addDatesToRecompute,
@@ -32,6 +33,21 @@ import {
   type Run,
   type Step,
 } from './run.js';
+
+// The plan, shard and normalize code loads when a warehouse-engine run needs it: the streaming
+// engine (every daily run) never does. require(), as for the lazily loaded adapters: the same
+// module cache as the static imports.
+const load = createRequire(import.meta.url);
+let modules: { shards: typeof Shards; normalize: typeof Normalize; workers: typeof NormalizeWorkers } | undefined;
+const engineModules = () =>
+  (modules ??= {
+    shards: load('../stages/shards.js') as typeof Shards,
+    normalize: load('../stages/normalize.js') as typeof Normalize,
+    workers: load('./normalize-workers.js') as typeof NormalizeWorkers,
+  });
+const shardsModule = () => engineModules().shards;
+const normalize = () => engineModules().normalize;
+const normalizeWorkers = () => engineModules().workers;
 
 /** The streaming engine's steps the warehouse engine shares. */
 export interface SharedSteps {
@@ -70,7 +86,7 @@ function planReport(r: Run, plan: ShardPlan): void {
 /** A new plan from the listing (the shared list step has matched it against the ledger). */
 async function newPlan(r: Run, id: string, shards: number): Promise<ShardPlan> {
   const { songs, users } = await requireDimensionFiles(r.opts.lake, r.opts.layout);
-  const plan = makePlan({
+  const plan = shardsModule().makePlan({
     runId: id,
     lake: r.opts.lake.root,
     layout: r.opts.layout,
@@ -80,7 +96,7 @@ async function newPlan(r: Run, id: string, shards: number): Promise<ShardPlan> {
     songs,
     users,
   });
-  await writePlan(engineOf(r).staging, plan, r.opts.signal);
+  await shardsModule().writePlan(engineOf(r).staging, plan, r.opts.signal);
   return plan;
 }
 
@@ -145,7 +161,7 @@ const fixPlanStep = (list: Step) =>
       planReport(r, plan);
       return;
     }
-    const plan = await readPlan(eng.staging, eng.planId, r.opts.signal);
+    const plan = await shardsModule().readPlan(eng.staging, eng.planId, r.opts.signal);
     checkPlanFits(r, plan);
     const objs: LakeObject[] = plan.files.map((f) => ({ key: f.key, size: f.size, fingerprint: f.fingerprint }));
     const ledger = [...(r.ledger ?? []), ...r.retractedEntries];
@@ -174,11 +190,11 @@ const normalizeOwnStep = step('normalize', async (r) => {
   const wh = r.wh!;
   if (!wh.ownPlan) return;
   const eng = engineOf(r);
-  const jobs = Array.from({ length: wh.plan.shards }, (_, i) => jobOf(wh.plan, i));
+  const jobs = Array.from({ length: wh.plan.shards }, (_, i) => shardsModule().jobOf(wh.plan, i));
   r.emit({ type: 'stage', stage: 'streams', message: `normalizing ${wh.plan.files.length} stream file(s) in ${jobs.length} shard(s)` });
   let rows = 0;
   await r.timer.stage('normalize', () =>
-    normalizeShards(jobs, {
+    normalizeWorkers().normalizeShards(jobs, {
       lake: r.opts.lake,
       staging: eng.staging,
       lakeSpec: r.opts.parallel?.lake,
@@ -238,7 +254,7 @@ const shardsStep = step('streams', async (r) => {
   const eng = engineOf(r);
   // The files as they are now: what normalize read must still be what the lake holds.
   await checkPlannedFiles(r, wh.plan);
-  wh.manifests = await checkShards(eng.staging, wh.plan, r.opts.signal);
+  wh.manifests = await shardsModule().checkShards(eng.staging, wh.plan, r.opts.signal);
   const byId = new Map<number, NormalizedFile>();
   const dims = new Map<string, ShardManifest['dimensions'][number]>();
   for (const m of wh.manifests) {
@@ -320,7 +336,7 @@ const engineLateStep = step('reread', async (r) => {
     wh.staged.push({ id, fileKey: e.fileKey, fingerprint: e.fingerprint });
   }
   const manifest = await r.timer.stage('reread', () =>
-    normalizeShard(
+    normalize().normalizeShard(
       r.opts.lake,
       engineOf(r).staging,
       { runId: wh.plan.runId, shard: -1, shards: wh.plan.shards, files, dimensions: [], detailFiles: r.opts.layout },
@@ -541,7 +557,7 @@ const normalizeCommandStep = step('normalize', async (r) => {
   }
   const shard = eng.shard;
   if (shard === undefined) throw new MkpiError('MKPI_USAGE', 'normalize needs --shard i/N (0-based i)');
-  const plan = await readPlan(eng.staging, eng.planId, r.opts.signal);
+  const plan = await shardsModule().readPlan(eng.staging, eng.planId, r.opts.signal);
   checkPlanLake(r, plan);
   if (shard.count !== plan.shards) {
     throw new MkpiError('MKPI_PLAN_MISMATCH', `plan ${plan.runId} has ${plan.shards} shard(s), not ${shard.count}`, {
@@ -549,7 +565,7 @@ const normalizeCommandStep = step('normalize', async (r) => {
     });
   }
   planReport(r, plan);
-  const job = jobOf(plan, shard.index);
+  const job = shardsModule().jobOf(plan, shard.index);
   r.emit({
     type: 'stage',
     stage: 'streams',
@@ -557,7 +573,7 @@ const normalizeCommandStep = step('normalize', async (r) => {
   });
   let rows = 0;
   const manifest = await r.timer.stage('normalize', () =>
-    normalizeShard(r.opts.lake, eng.staging, job, {
+    normalize().normalizeShard(r.opts.lake, eng.staging, job, {
       signal: r.opts.signal,
       partBytes: eng.partBytes,
       onRows: (n) => {

@@ -405,6 +405,52 @@ describe('PostgresWarehouse (real PostgreSQL)', function () {
     await second.release();
   });
 
+  it('the sessions acquireRunLock opens ahead serve the init and the load, and close() ends those never used', async () => {
+    const sessions = async () =>
+      (
+        await adminQuery(
+          url,
+          `SELECT pid, application_name FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name LIKE 'musickpi%' ORDER BY application_name, pid`,
+        )
+      ).rows as { pid: number; application_name: string }[];
+    const settled = async (expected: string[]) => {
+      let now: string[] = [];
+      for (let i = 0; i < 100; i++) {
+        now = (await sessions()).map((r) => r.application_name);
+        if (JSON.stringify(now) === JSON.stringify(expected)) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.deepEqual(now, expected);
+    };
+    const lock = await wh.acquireRunLock();
+    // The lock's session, the shared one and the load's spare: nothing more.
+    await settled(['musickpi', 'musickpi', 'musickpi (run lock)']);
+    const ahead = new Set((await sessions()).map((r) => r.pid));
+    await wh.init();
+    let during: number[] = [];
+    await wh.load({
+      ...batch(['2024-06-01']),
+      onStep: async (step) => {
+        if (step === 'staged') during = (await sessions()).map((r) => r.pid);
+      },
+    });
+    // The load ran on one of the sessions opened ahead (no new one), and ended it.
+    assert.deepEqual(
+      during.filter((pid) => !ahead.has(pid)),
+      [],
+    );
+    await settled(['musickpi', 'musickpi (run lock)']);
+    await lock.release();
+    await wh.close();
+    await settled([]);
+    // A run that stops before using either session leaves none behind.
+    const unused = another();
+    await unused.acquireRunLock();
+    await unused.close();
+    await settled([]);
+  });
+
   it('the run lock vanishes when its connection is killed, and a load under a lost lock is refused', async () => {
     await wh.init();
     await wh.acquireRunLock();

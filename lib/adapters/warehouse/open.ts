@@ -2,13 +2,24 @@
 // --warehouse URL > DATABASE_URL > PG* variables > the embedded PostgreSQL of the home.
 // A URL is postgres:// or postgresql:// (PostgreSQL), or redshift:// (Amazon Redshift).
 
+import { createRequire } from 'node:module';
 import { MkpiError, redact } from '../../domain/errors.js';
-import { startEmbedded } from './embedded/index.js';
+import type * as EmbeddedModule from './embedded/index.js';
 import { PostgresWarehouse, type PostgresWarehouseOptions } from './postgres/postgres-warehouse.js';
-import { RedshiftWarehouse } from './redshift/redshift-warehouse.js';
+import type * as RedshiftModule from './redshift/redshift-warehouse.js';
 import { parseRedshiftUrl } from './redshift/url.js';
 import { quoteSchema } from './core/sql.js';
 import type { Warehouse } from '../../domain/warehouse.js';
+
+/**
+ * The Redshift adapter and the embedded server, loaded by the first warehouse that needs them:
+ * the Redshift adapter imports the AWS SDK (~0.15 s of every start-up here), which a PostgreSQL
+ * warehouse never uses. require() rather than import(), as for the S3 lake (lake/open.ts): the
+ * same module cache as the static imports, so MkpiError is the same class either way.
+ */
+const load = createRequire(import.meta.url);
+const redshiftModule = () => load('./redshift/redshift-warehouse.js') as typeof RedshiftModule;
+const embeddedModule = () => load('./embedded/index.js') as typeof EmbeddedModule;
 
 export interface OpenedWarehouse {
   warehouse: Warehouse;
@@ -85,7 +96,12 @@ function checkUrl(url: string, from: string): void {
   });
 }
 
-function openRedshift(url: string, from: string, opts: OpenWarehouseOptions, retry: ReturnType<typeof retryOptions>): RedshiftWarehouse {
+function openRedshift(
+  url: string,
+  from: string,
+  opts: OpenWarehouseOptions,
+  retry: ReturnType<typeof retryOptions>,
+): RedshiftModule.RedshiftWarehouse {
   const rs = opts.redshift ?? {};
   const staging = rs.staging?.trim();
   if (!staging) {
@@ -93,7 +109,7 @@ function openRedshift(url: string, from: string, opts: OpenWarehouseOptions, ret
       hint: 'give --staging s3://bucket/prefix/ (or MUSICKPI_STAGING); with a lake on S3 it defaults to _musickpi/staging/ under the lake root',
     });
   }
-  return new RedshiftWarehouse(url, {
+  return new (redshiftModule().RedshiftWarehouse)(url, {
     schema: opts.schema,
     staging: { uri: staging, s3: rs.s3 },
     iamRole: rs.iamRole,
@@ -159,7 +175,7 @@ export async function openWarehouse(opts: OpenWarehouseOptions): Promise<OpenedW
     return { warehouse, embedded: false, stop: once(() => warehouse.close()) };
   }
 
-  const server = await startEmbedded({ home: opts.home, log: opts.log, warn: opts.warn });
+  const server = await embeddedModule().startEmbedded({ home: opts.home, log: opts.log, warn: opts.warn });
   let warehouse: PostgresWarehouse;
   try {
     warehouse = new PostgresWarehouse(server.url, { schema: opts.schema, connectRetryMs: 0 });

@@ -1,11 +1,16 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { commandModule } from '../execute.js';
 import { required } from '../config.js';
 import { MkpiError } from '../../domain/errors.js';
-import { loadReportData } from '../report/data.js';
-import { renderText } from '../report/text.js';
-import { renderHtml } from '../report/html.js';
+import type * as Data from '../report/data.js';
+import type * as Text from '../report/text.js';
+import type * as Html from '../report/html.js';
+
+// The report's readers and renderers (the page's HTML and SVG) load when `report` runs, not in
+// every command's start-up. require(): the same module cache as the static imports.
+const load = createRequire(import.meta.url);
 
 /** The --html page, written whole or not at all (a half-written page must not look like a report). */
 function writePage(file: string, html: string): void {
@@ -34,10 +39,13 @@ export const command = commandModule({
     const { schema } = required(rt.config.warehouse, 'warehouse');
     // Read defensively: the option is declared by the configuration of the report command.
     const html = (rt.config as { html?: unknown }).html;
+    const { loadReportData } = load('../report/data.js') as typeof Data;
+    const { renderText } = load('../report/text.js') as typeof Text;
     const data = await loadReportData(await rt.warehouse(), { schema, dates: rt.config.window?.dates });
     let text = renderText(data);
     let page: string | undefined;
     if (typeof html === 'string' && html !== '') {
+      const { renderHtml } = load('../report/html.js') as typeof Html;
       writePage(html, renderHtml(data, { generatedAt: new Date() }));
       page = html;
       text += `\nreport page: ${html}\n`;

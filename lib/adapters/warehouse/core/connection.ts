@@ -3,7 +3,8 @@
 // PostgreSQL wire protocol through pg; what differs per server is in SessionSetup.
 
 import os from 'node:os';
-import pg from 'pg';
+import type pg from 'pg';
+import { pgModule } from './pg.js';
 import { MkpiError, redact, type ErrorCode } from '../../../domain/errors.js';
 import { classifyConnectFailure, isConnectionLoss, toError, type ErrorTarget } from './errors.js';
 import { withRetry, type RetryClock, type RetryNotice } from './retry.js';
@@ -70,6 +71,10 @@ export class Connections implements ErrorTarget {
   private work: Conn | undefined;
   private workQueue: Promise<unknown> = Promise.resolve();
   private isClosed = false;
+  /** The shared session, being opened ahead of its first use (warmWork). */
+  private warmingWork: Promise<Conn | undefined> | undefined;
+  /** A session of its own, opened ahead for the next session() (openSpare). */
+  private spare: Promise<Conn | undefined> | undefined;
 
   constructor(
     connectionString: string,
@@ -129,6 +134,36 @@ export class Connections implements ErrorTarget {
     });
   }
 
+  /**
+   * Starts opening the shared session now, so that connecting overlaps with what the caller
+   * does meanwhile (taking the run lock on its own session). One attempt, told nobody: if it
+   * fails, the first withWork() connects as it would have, retrying and reporting its failure.
+   */
+  warmWork(): void {
+    if (this.work || this.warmingWork || this.isClosed) return;
+    this.warmingWork = this.connectOnce(APP).catch(() => undefined);
+  }
+
+  /**
+   * Starts opening a session of its own for the next session() (a load's): by then it is
+   * usually open, and the load does not wait for a connection. One attempt, told nobody: if it
+   * fails or has died meanwhile, session() connects as connect() does.
+   */
+  openSpare(): void {
+    if (this.spare || this.isClosed) return;
+    this.spare = this.connectOnce(APP).catch(() => undefined);
+  }
+
+  /** A session of its own for `what`: the spare (openSpare) if it is open and alive, else a new one. */
+  async session(what: string): Promise<Conn> {
+    const spare = this.spare;
+    this.spare = undefined;
+    const conn = await spare;
+    if (conn && !conn.dead && !this.isClosed) return conn;
+    if (conn) await conn.client.end().catch(() => undefined);
+    return this.connect(what);
+  }
+
   private async connectOnce(application: string): Promise<Conn> {
     if (this.isClosed) throw new MkpiError('MKPI_INTERNAL', 'warehouse used after close()');
     let credentials: { user: string; password: string } | undefined;
@@ -143,7 +178,7 @@ export class Connections implements ErrorTarget {
       application_name: application,
       keepAlive: true,
     };
-    const client = this.setup.newClient ? this.setup.newClient(config) : new pg.Client(config);
+    const client = this.setup.newClient ? this.setup.newClient(config) : new (pgModule().Client)(config);
     const conn: Conn = { client, dead: false };
     // Without a listener, a server-side termination while idle crashes the whole process.
     client.on('error', () => {
@@ -194,6 +229,12 @@ export class Connections implements ErrorTarget {
   /** Serialises use of the shared connection, reconnecting when the last one broke. */
   withWork<T>(what: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
+      if (!this.work && this.warmingWork) {
+        const warm = await this.warmingWork;
+        this.warmingWork = undefined;
+        if (warm && !warm.dead) this.work = warm;
+        else if (warm) await warm.client.end().catch(() => undefined);
+      }
       if (!this.work || this.work.dead) {
         if (this.work) await this.work.client.end().catch(() => undefined);
         this.work = undefined;
@@ -221,6 +262,13 @@ export class Connections implements ErrorTarget {
     this.closing.abort();
     await this.workQueue;
     this.isClosed = true;
+    // Sessions opened ahead and never used (a run that stopped before its first query or its load).
+    for (const ahead of [this.warmingWork, this.spare]) {
+      const conn = await ahead;
+      if (conn) await conn.client.end().catch(() => undefined);
+    }
+    this.warmingWork = undefined;
+    this.spare = undefined;
     if (this.work) await this.work.client.end().catch(() => undefined);
     this.work = undefined;
   }

@@ -73,7 +73,7 @@ export async function runLoad(
 ): Promise<LoadResult> {
   checkBatch(batch);
   const ledger = mergeLedgerEntries(batch.ledger);
-  const conn = session ?? (await db.connect('loading'));
+  const conn = session ?? (await db.session('loading'));
   loading.add(conn);
   const c = conn.client;
   let result = emptyResult();

@@ -1,7 +1,7 @@
 // Type parsing: dates stay calendar strings (a JS Date would shift with the local time zone),
 // counts come back as numbers unless they would lose precision.
 
-import pg from 'pg';
+import { pgModule } from './pg.js';
 
 const OID = { INT8: 20, NUMERIC: 1700, DATE: 1082 } as const;
 
@@ -25,6 +25,6 @@ export const TYPES = {
       if (oid === OID.INT8) return parseInt8;
       if (oid === OID.NUMERIC) return parseNumeric;
     }
-    return (pg.types.getTypeParser as (o: number, f?: string) => unknown)(oid, format);
+    return (pgModule().types.getTypeParser as (o: number, f?: string) => unknown)(oid, format);
   },
 };

@@ -6,7 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import pg from 'pg';
+import { pgModule } from '../core/pg.js';
 import { SUPERUSER } from './cluster.js';
 import { fail, libraryHint } from './errors.js';
 import { childEnv, sleep, tail } from './process.js';
@@ -138,7 +138,7 @@ async function waitReady(
   const realData = await fs.realpath(dataDir).catch(() => dataDir);
   for (;;) {
     if (hasExited()) return 'exited';
-    const client = new pg.Client({
+    const client = new (pgModule().Client)({
       host: '127.0.0.1',
       port,
       user: SUPERUSER,

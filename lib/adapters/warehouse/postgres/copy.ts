@@ -5,12 +5,26 @@
 import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { createRequire } from 'node:module';
 import type pg from 'pg';
-import pgCopy from 'pg-copy-streams';
+import type PgCopy from 'pg-copy-streams';
 import { type GenreRow, type HourlyRow, type KpiTable } from '../../../domain/kpi.js';
 import { PART_COLUMNS, type PartKind } from '../../../domain/shards.js';
 import { type EngineStageInput } from '../../../domain/warehouse.js';
-import { PART_TABLES } from '../core/engine.js';
+import type * as Engine from '../core/engine.js';
+
+let copyModule: typeof PgCopy | undefined;
+
+/** pg-copy-streams, loaded by the first COPY: a dry run, or any command that loads nothing, never needs it. */
+function pgCopy(): typeof PgCopy {
+  copyModule ??= createRequire(import.meta.url)('pg-copy-streams') as typeof PgCopy;
+  return copyModule;
+}
+
+/** The warehouse engine's part tables; its module loads with the engine's first COPY. */
+function partTables(): typeof Engine.PART_TABLES {
+  return (createRequire(import.meta.url)('../core/engine.js') as typeof Engine).PART_TABLES;
+}
 
 export function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';
@@ -52,7 +66,7 @@ export async function stage<R extends HourlyRow | GenreRow>(
 ): Promise<void> {
   await c.query(`INSERT INTO musickpi_stage_${table}_dates (listen_date) SELECT DISTINCT unnest($1::date[])`, [dates]);
   if (rows.length === 0) return;
-  const copy = c.query(pgCopy.from(`COPY musickpi_stage_${table} (${columns.join(', ')}) FROM STDIN WITH (FORMAT csv)`));
+  const copy = c.query(pgCopy().from(`COPY musickpi_stage_${table} (${columns.join(', ')}) FROM STDIN WITH (FORMAT csv)`));
   const chunks = csvChunks(rows, columns);
   if (onFirstChunk) {
     // The first chunk goes out on its own; its write callback fires once the server has
@@ -89,7 +103,7 @@ export async function copyParts(c: pg.Client, input: EngineStageInput): Promise<
   for (const kind of ['songs', 'artists', 'users', 'listens'] as PartKind[]) {
     for (const part of input.parts[kind]) {
       const body = await input.read(part.key, input.signal);
-      const copy = c.query(pgCopy.from(`COPY ${PART_TABLES[kind]} (${PART_COLUMNS[kind].join(', ')}) FROM STDIN WITH (FORMAT csv)`));
+      const copy = c.query(pgCopy().from(`COPY ${partTables()[kind]} (${PART_COLUMNS[kind].join(', ')}) FROM STDIN WITH (FORMAT csv)`));
       await pipeline(body, createGunzip(), copy, ...(input.signal ? [{ signal: input.signal }] : []));
     }
   }

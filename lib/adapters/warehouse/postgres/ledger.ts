@@ -16,22 +16,20 @@ export const ADDED_LEDGER_COLUMNS: Record<string, string> = {
 };
 
 /**
- * Columns added after the first release, for ledgers created before them. Checked first, so
- * that an up-to-date ledger is not locked (ALTER TABLE takes an exclusive lock even when
- * IF NOT EXISTS turns it into a no-op).
+ * Columns added after the first release that a ledger with `have` columns lacks, in order.
+ * Looked up first, so that an up-to-date ledger is not locked (ALTER TABLE takes an exclusive
+ * lock even when IF NOT EXISTS turns it into a no-op).
  */
-export async function migrate(c: pg.Client, schema: string, quoted: string): Promise<void> {
-  const r = await c.query<{ column_name: string }>(
-    `SELECT column_name FROM information_schema.columns
-        WHERE table_schema = $1 AND table_name = 'musickpi_ledger' AND column_name = ANY($2::text[])`,
-    [schema, Object.keys(ADDED_LEDGER_COLUMNS)],
-  );
-  const have = new Set(r.rows.map((x) => x.column_name));
-  for (const [column, type] of Object.entries(ADDED_LEDGER_COLUMNS)) {
-    if (!have.has(column)) {
-      await c.query(`ALTER TABLE ${quoted}.musickpi_ledger ADD COLUMN IF NOT EXISTS ${column} ${type} NULL`);
-    }
-  }
+export function missingLedgerColumns(have: readonly string[]): string[] {
+  const present = new Set(have);
+  return Object.keys(ADDED_LEDGER_COLUMNS).filter((column) => !present.has(column));
+}
+
+/** The ALTERs adding `columns` (of ADDED_LEDGER_COLUMNS), in one multi-statement query. */
+export function addLedgerColumnsSql(quoted: string, columns: readonly string[]): string {
+  return columns
+    .map((column) => `ALTER TABLE ${quoted}.musickpi_ledger ADD COLUMN IF NOT EXISTS ${column} ${ADDED_LEDGER_COLUMNS[column]} NULL`)
+    .join(';\n');
 }
 
 export async function readLedger(c: pg.Client, quoted: string): Promise<LedgerEntry[]> {

@@ -2,6 +2,7 @@
 // session-local stage tables and a DELETE + INSERT merge; the run lock is a session-level advisory lock
 // on a dedicated connection, so it vanishes by itself when the process or connection dies.
 
+import { createRequire } from 'node:module';
 import type pg from 'pg';
 import { type GenreRow, type HourlyRow } from '../../../domain/kpi.js';
 import { type LedgerEntry } from '../../../domain/ledger.js';
@@ -20,7 +21,8 @@ import { GENRE_COLUMNS, HOURLY_COLUMNS } from '../core/kpi-columns.js';
 import { runLoad, type LoadDialect } from '../core/load.js';
 import { runUserQuery } from '../core/query.js';
 import { insertRunSql, isMissingTable, noRunsTable, runValues, selectRuns } from '../core/runs.js';
-import { SqlEngine, type EngineDialect, type EngineOptions, type EngineSql } from '../core/engine.js';
+import type { EngineDialect, EngineOptions, EngineSql } from '../core/engine.js';
+import type * as Engine from '../core/engine.js';
 import { copyParts, stage } from './copy.js';
 import { readLedger, writeLedger } from './ledger.js';
 import { markArchived } from '../core/ledger.js';
@@ -81,8 +83,16 @@ export class PostgresWarehouse implements EngineWarehouse {
     await this.db.withWork('initialising the warehouse schema', (c) => initSchema(c, this.schema, this.quoted));
   }
 
+  /**
+   * A run that takes the lock goes on to init() and, usually, a load: their sessions are opened
+   * meanwhile (the shared one while the lock's own connects, the load's once the lock is held),
+   * rather than each on the critical path, one after the other.
+   */
   async acquireRunLock(): Promise<RunLock> {
-    return this.runLock.acquire();
+    this.db.warmWork();
+    const lock = await this.runLock.acquire();
+    this.db.openSpare();
+    return lock;
   }
 
   async readLedger(): Promise<LedgerEntry[]> {
@@ -143,6 +153,8 @@ export class PostgresWarehouse implements EngineWarehouse {
         return Promise.resolve();
       },
     };
+    // The engine's SQL loads with its first session: the streaming engine never needs it.
+    const { SqlEngine } = createRequire(import.meta.url)('../core/engine.js') as typeof Engine;
     return new SqlEngine(this.db, conn, this.loading, dialect, opts);
   }
 
@@ -191,10 +203,11 @@ export class PostgresWarehouse implements EngineWarehouse {
     await this.db.withWork('recording the run', async (c) => {
       // Its own short transaction on the work session, bounded: a history that cannot be
       // written in seconds is a warning, not a run that hangs after its work is done.
-      await c.query('BEGIN');
       try {
-        await c.query(`SET LOCAL lock_timeout = ${Math.max(0, Math.floor(this.lockTimeoutMs))}`);
-        await c.query('SET LOCAL statement_timeout = 30000');
+        // One round trip for the three (a simple query runs them in order; an error stops it).
+        await c.query(
+          `BEGIN; SET LOCAL lock_timeout = ${Math.max(0, Math.floor(this.lockTimeoutMs))}; SET LOCAL statement_timeout = 30000`,
+        );
         await c.query(insertRunSql(this.quoted), values);
         await c.query('COMMIT');
       } catch (err) {

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { RUNS_EXPECTED_COLUMNS } from '../core/runs.js';
 import { checkColumns, KPI_EXPECTED_COLUMNS, type ActualColumn, type ExpectedColumns } from '../core/columns.js';
 import { lakeTableDdl } from './lake-claim.js';
-import { migrate } from './ledger.js';
+import { addLedgerColumnsSql, missingLedgerColumns } from './ledger.js';
 import { renderSql } from './sql.js';
 
 const EXPECTED_COLUMNS: ExpectedColumns = {
@@ -70,25 +70,48 @@ export async function isInitialised(c: pg.Client, schema: string): Promise<boole
   return r.rows[0].n === REQUIRED_TABLES.length;
 }
 
+/**
+ * Creates what is missing, in one transaction, in as few round trips as the order allows: the
+ * lock and every CREATE … IF NOT EXISTS in one simple query (its statements run in order, and
+ * the first error stops it), then one look at the columns, which both tells the ledger columns
+ * to add and checks the tables; only a ledger that lacks some gets its ALTERs (and a second
+ * look) before COMMIT. On an initialised schema that is 3 round trips instead of 7; on a fresh
+ * one 5 instead of 10.
+ */
 export async function initSchema(c: pg.Client, schema: string, quoted: string): Promise<void> {
-  await c.query('BEGIN');
   try {
     // CREATE ... IF NOT EXISTS still races on the catalog's unique indexes when two
     // inits run at once; a transaction-level lock makes the second wait and then no-op.
-    await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`musickpi:init:${schema}`]);
-    await c.query(renderSql('init', schema));
-    await migrate(c, schema, quoted);
-    await c.query(lakeTableDdl(quoted));
-    await checkTables(c, schema);
+    await c.query(
+      [
+        'BEGIN',
+        `SELECT pg_advisory_xact_lock(hashtext(${literal(`musickpi:init:${schema}`)}))`,
+        renderSql('init', schema).trimEnd().replace(/;$/, ''),
+        lakeTableDdl(quoted),
+      ].join(';\n'),
+    );
+    let columns = await tableColumns(c, schema);
+    const added = missingLedgerColumns(columns.filter((x) => x.table_name === 'musickpi_ledger').map((x) => x.column_name));
+    if (added.length > 0) {
+      await c.query(addLedgerColumnsSql(quoted, added));
+      columns = await tableColumns(c, schema);
+    }
+    // Tables made by an older tool under the same names would silently take wrong data.
+    checkColumns(columns, EXPECTED_COLUMNS, schema);
     await c.query('COMMIT');
   } catch (err) {
+    // Whichever statement failed (BEGIN included), the session must not stay in a transaction.
     await c.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
 }
 
-/** Tables made by an older tool under the same names would silently take wrong data. */
-async function checkTables(c: pg.Client, schema: string): Promise<void> {
+/** A string literal; the text is ours (a validated schema name), never user input. */
+function literal(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+async function tableColumns(c: pg.Client, schema: string): Promise<ActualColumn[]> {
   const r = await c.query<ActualColumn>(
     `SELECT table_name, column_name, data_type
          FROM information_schema.columns
@@ -96,5 +119,5 @@ async function checkTables(c: pg.Client, schema: string): Promise<void> {
         ORDER BY table_name, ordinal_position`,
     [schema, Object.keys(EXPECTED_COLUMNS)],
   );
-  checkColumns(r.rows, EXPECTED_COLUMNS, schema);
+  return r.rows;
 }
