@@ -30,8 +30,11 @@ const { values: args } = parseArgs({
     docs: { type: 'string' },
     cache: { type: 'string' },
     shapes: { type: 'string' },
+    render: { type: 'string' },
   },
 });
+/** --render FILE: no measuring; the docs rendered again from a results.json a full run wrote (after a change of their text). */
+export const RENDER = args.render;
 export const QUICK = args.quick ?? false;
 /** --full: the big shapes too (the 10M and 30M backfills: minutes a run, gigabytes of state). */
 export const FULL = args.full ?? false;

@@ -1,5 +1,6 @@
 // The benchmark (issues 3 and 12), and a differential test: `make bench` / `npm run bench`
-// (node dist/bench/run.js [--quick] [--full] [--runs N] [--shapes daily,bigfile,…] [--skip …] [--docs FILE]).
+// (node dist/bench/run.js [--quick] [--full] [--runs N] [--shapes daily,bigfile,…] [--skip …] [--docs FILE]
+// [--render tmp/bench/results.json]: the docs again from a run's figures, without measuring).
 //
 //   1. the lake shapes users have (bench/lakes.ts: the daily file, with string and with numeric
 //      user IDs, one big file, shuffled rows, the time-ordered lake, a large catalogue; with
@@ -29,14 +30,14 @@
 // process.resourceUsage().maxRSS (getrusage: the whole process, worker threads included, over
 // its whole life) as it exits. No sampling, no dependence on GNU time.
 
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { startEmbedded, type EmbeddedServer } from '../lib/adapters/warehouse/embedded/index.js';
 import { catFloor, duckdb, floor, musickpi, runChild, type ChildRun, type DuckOut } from './children.js';
 import { GENRE_KEY, HOURLY_KEY, diffTables, tableRows } from './differential.js';
-import { BenchFailure, CACHE, DIST_BENCH, DOCS, FULL, QUICK, RUNS, SHAPES, SKIP, THREADS, log, out } from './env.js';
+import { BenchFailure, CACHE, DIST_BENCH, DOCS, FULL, QUICK, RENDER, RUNS, SHAPES, SKIP, THREADS, log, out } from './env.js';
 import { MESSY, copyLake, ensureLake, lakeBytes, lateTailShape, mainShape, shapes, streamFiles } from './lakes.js';
 import { lateTail } from './late-tail.js';
 import {
@@ -70,6 +71,13 @@ function sameTables(a: DuckOut, b: DuckOut): boolean {
 }
 
 async function main(): Promise<void> {
+  if (RENDER !== undefined) {
+    const res = JSON.parse(readFileSync(RENDER, 'utf8')) as Results;
+    printTargets(res);
+    writeFileSync(DOCS, renderDocs(res));
+    log(`wrote ${DOCS} from ${RENDER}`);
+    return;
+  }
   for (const f of ['rss-probe.js', 'duckdb-kpis.js', 'parsers.js', 'floors.js']) {
     if (!existsSync(join(DIST_BENCH, f)))
       throw new BenchFailure(`${join(DIST_BENCH, f)} is missing: run \`npm run build\` first (make bench does)`);
