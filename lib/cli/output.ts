@@ -3,7 +3,20 @@
 import type { RunReport } from '../pipeline/report.js';
 import { REJECT_REASONS } from '../domain/reject-reasons.js';
 
-const n = (x: number) => x.toLocaleString('en-US');
+/**
+ * `x.toLocaleString('en-US')`, the counts of the summary. ICU's first number format costs
+ * ~15-25 ms of a run; a safe integer (every count here) has its digits grouped by commas
+ * directly, with the very same result. Anything else still goes to ICU.
+ */
+export function groupDigits(x: number): string {
+  if (!Number.isSafeInteger(x) || Object.is(x, -0)) return x.toLocaleString('en-US');
+  const digits = String(Math.abs(x));
+  let out = digits.slice(0, ((digits.length - 1) % 3) + 1);
+  for (let i = out.length; i < digits.length; i += 3) out += ',' + digits.slice(i, i + 3);
+  return x < 0 ? '-' + out : out;
+}
+
+const n = groupDigits;
 
 export function summary(r: RunReport): string {
   const out: string[] = [];

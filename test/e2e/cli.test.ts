@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync, readdirSync, writeFileSync, copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { copyLake, expectTable, queryRows, REPO, runCli, tableRows } from '../support/cli.js';
 import { freshDatabase } from '../support/pg.js';
 
@@ -163,6 +165,32 @@ describe('e2e: musickpi CLI', function () {
     expect(await queryRows(url, "select 1 from information_schema.schemata where schema_name = 'reporting_schema'")).to.deep.equal([]);
     expect(ls(join(lake, 'streams'))).to.deep.equal(['a.csv', 'b.csv']);
     expect(existsSync(join(lake, 'rejects'))).to.equal(false);
+  });
+
+  it('a run of a local lake into PostgreSQL never loads the AWS SDK; a dry run not pg-copy-streams either', async () => {
+    const url = await freshDatabase();
+    const lake = copyLake('tiny');
+    const main = pathToFileURL(join(REPO, 'dist', 'lib', 'cli', 'main.js')).href;
+    // The packages in the CommonJS module cache once the command is done (both load through it).
+    const loaded = (args: string[]) => {
+      const script = `const { main } = await import(${JSON.stringify(main)});
+        await main(${JSON.stringify([...args, '--lake', lake, '--warehouse', url, '--quiet', '--json', '--no-dimension-cache'])});
+        const { createRequire } = await import('node:module');
+        const names = Object.keys(createRequire(import.meta.url).cache).map((k) => new RegExp('node_modules/((?:@[^/]+/)?[^/]+)/').exec(k)?.[1]);
+        process.stdout.write('\\n' + JSON.stringify({ code: process.exitCode ?? 0, names: [...new Set(names.filter(Boolean))].sort() }));`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, encoding: 'utf8' });
+      expect(r.status, r.stderr).to.equal(0);
+      // The command's own --json line, then this script's.
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { code: number; names: string[] };
+      expect(out.code, r.stderr).to.equal(0);
+      return out.names;
+    };
+    const dry = loaded(['compute', '--dry-run']);
+    expect(dry).to.include('pg');
+    expect(dry.filter((n) => n.startsWith('@aws-sdk/') || n.startsWith('@smithy/') || n === 'pg-copy-streams')).to.deep.equal([]);
+    const run = loaded(['run']);
+    expect(run).to.include('pg-copy-streams');
+    expect(run.filter((n) => n.startsWith('@aws-sdk/') || n.startsWith('@smithy/'))).to.deep.equal([]);
   });
 
   it('init is idempotent and query prints rows as JSON and CSV', async () => {
