@@ -72,7 +72,8 @@ function sameTables(a: DuckOut, b: DuckOut): boolean {
 
 async function main(): Promise<void> {
   if (RENDER !== undefined) {
-    const res = JSON.parse(readFileSync(RENDER, 'utf8')) as Results;
+    // JSON wrote the NaNs of unmeasured series (the cat floor's memory) as null.
+    const res = JSON.parse(readFileSync(RENDER, 'utf8'), (k, v: unknown) => (v === null && /^\d+$/.test(k) ? NaN : v)) as Results;
     printTargets(res);
     writeFileSync(DOCS, renderDocs(res));
     log(`wrote ${DOCS} from ${RENDER}`);
@@ -362,6 +363,7 @@ async function main(): Promise<void> {
       out(res.parsers);
     }
 
+    res.loadAfter = os.loadavg();
     printTargets(res);
     mkdirSync(dirname(DOCS), { recursive: true });
     writeFileSync(DOCS, renderDocs(res));
