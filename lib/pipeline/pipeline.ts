@@ -281,7 +281,8 @@ function computeByDay(r: Run, days: number[]): KpiResult {
     out.genre.push(...res.genre);
     out.days.push(...res.days);
     const files = save?.get(dayToDate(day));
-    if (files) spill.keep(dayToDate(day), encodeDateState(one, day, { dimensions: r.dimensionsKey!, files }));
+    // A date no loaded file carries (a window date without rows) has nothing to save.
+    if (files && files.size > 0) spill.keep(dayToDate(day), encodeDateState(one, day, { dimensions: r.dimensionsKey!, files }));
   }
   r.report.spilledBytes = spill.bytes;
   return out;

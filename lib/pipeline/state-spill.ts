@@ -8,7 +8,7 @@
 // memory is bounded by the budget plus one date, whatever the days; a run under the budget (the
 // daily run) never spills and pays one cheap size check every CHECKPOINT_ROWS rows.
 
-import { closeSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, utimesSync, writeSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -86,6 +86,8 @@ export class StateSpill {
     const days = [...new Set([...state.hours.keys()].map((k) => Math.floor(k / 24)))].sort((a, b) => a - b);
     for (const day of days) this.append(day, encodeDateState(takeDay(state, day), day, { dimensions: SPILLED, files: [] }));
     this.spills++;
+    // The folder's time says the run is alive: the sweep of killed runs' folders goes by it.
+    if (days.length > 0) utimesSync(this.opts.dir, new Date(), new Date());
   }
 
   private append(day: number, buf: Buffer): void {

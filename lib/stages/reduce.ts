@@ -45,6 +45,12 @@ export interface KpiState {
   /** Log length (ints) past which an hour turns dense. */
   denseAt: number;
   hours: Map<number, HourState>; // key: epochDay * 24 + hour
+  /**
+   * Bumped whenever hours leave the state (takeDay): a reader that caches an hour's object looks
+   * it up again when this moved, since another reader of the same state (the thread merging a
+   * worker's state, and spilling it) may have taken it out mid-file.
+   */
+  removals?: number;
 }
 
 export function create(trackCount: number, userCount: number): KpiState {
@@ -138,6 +144,7 @@ export function takeDay(state: KpiState, day: number): KpiState {
     out.hours.set(key, h);
     state.hours.delete(key);
   }
+  if (out.hours.size > 0) state.removals = (state.removals ?? 0) + 1;
   return out;
 }
 

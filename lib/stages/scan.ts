@@ -387,6 +387,7 @@ export async function scanStreamFile(
   let lastDay = NaN;
   let lastHourKey = NaN;
   let hour: HourState | undefined;
+  let removals = state.removals;
   const checkpoint = opts.checkpoint;
   let untilCheckpoint = CHECKPOINT_ROWS;
 
@@ -434,11 +435,11 @@ export async function scanStreamFile(
         if (checkpoint !== undefined && --untilCheckpoint === 0) {
           untilCheckpoint = CHECKPOINT_ROWS;
           checkpoint();
-          // The cached hour may have left the state.
-          lastHourKey = NaN;
         }
-        // Rows of one file mostly share their hour: its state is looked up only when the hour changes.
-        if (hourKey !== lastHourKey) {
+        // Rows of one file mostly share their hour: its state is looked up only when the hour changes,
+        // or when hours left the state since (a spill, here or by the thread merging a worker's state).
+        if (hourKey !== lastHourKey || state.removals !== removals) {
+          removals = state.removals;
           hour = hourState(state, hourKey);
           lastHourKey = hourKey;
         }

@@ -6,7 +6,7 @@
 import { REOPEN_MODULE } from '../../lib/adapters/lake/reopen.js';
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -287,6 +287,32 @@ describe('parallel scan (worker threads)', function () {
       expect(readdirSync(spillRoot)).to.deep.equal([]);
       expect(liveWorkers()).to.equal(0);
     }
+  });
+
+  it('under a memory budget, a worker state merged and spilled while this thread is mid-file loses none of its rows', async () => {
+    // Two one-row files for the workers, which finish at once and hand over their state while the
+    // calling thread still reads the big file: the merge spills, taking the hour this thread holds.
+    const dir = tmp('race');
+    mkdirSync(join(dir, 'streams'));
+    cpSync(join(REPO, 'fixtures', 'tiny', 'songs.csv'), join(dir, 'songs.csv'));
+    cpSync(join(REPO, 'fixtures', 'tiny', 'users.csv'), join(dir, 'users.csv'));
+    const header = 'user_id,track_id,listen_time\n';
+    writeFileSync(join(dir, 'streams', 'a.csv'), header + 'u1,t1,2024-06-01 10:00:00\n');
+    writeFileSync(join(dir, 'streams', 'b.csv'), header + 'u2,t2,2024-06-02 10:00:00\n');
+    const rows = 400_000;
+    const big = [header];
+    for (let i = 0; i < rows; i++)
+      big.push(`u${1 + (i % 4)},t${1 + (i % 3)},2024-06-03 ${String(Math.floor((i / rows) * 24)).padStart(2, '0')}:00:00\n`);
+    writeFileSync(join(dir, 'streams', 'c.csv'), big.join(''));
+    const single = await compute(dir, undefined, 'plain');
+    const spillRoot = tmp('race-spill');
+    for (let i = 0; i < 3; i++) {
+      const par = await compute(dir, parallel(dir, 2, true), 'race', { memoryBudget: { bytes: 1, dir: spillRoot } });
+      expect(par.report.error, JSON.stringify(par.report.error)).to.equal(null);
+      expect(par.report.spilledBytes).to.be.greaterThan(0);
+      expect(par.batch, `repetition ${i + 1}`).to.deep.equal(single.batch);
+    }
+    expect(readdirSync(spillRoot)).to.deep.equal([]);
   });
 
   it("gives the same results when the calling thread is slow to take the workers' messages", async () => {

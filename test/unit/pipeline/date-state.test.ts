@@ -148,7 +148,8 @@ for (const spill of [false, true])
       const r = ok(await runOn(lake, w, withState(lake, { command: 'retract', retract: [s('c.csv')] })));
       expect(r.dateState?.restored).to.deep.equal([]);
       expect(reread(r)).to.deep.equal([[a('a.csv'), 6]]);
-      expect(r.dateState?.saved).to.deep.equal(['2024-06-01', '2024-06-03']);
+      // 2024-06-03 is left without files: nothing to save (its old state names c.csv, which no longer counts, so it is never used).
+      expect(r.dateState?.saved).to.deep.equal(['2024-06-01']);
       expect(tables(w)).to.deep.equal(await cleanTables({ 'a.csv': STREAMS['a.csv'], 'b.csv': STREAMS['b.csv'] }));
       lake.put(s('late.csv'), LATE);
       const late = ok(await runOn(lake, w, withState(lake)));
