@@ -304,7 +304,7 @@ export interface ParallelScanOptions {
    * The memory budget: the calling thread holds `state` under it with this spill (and its
    * parts receive the workers'), each worker with one of its own on the same options.
    */
-  spill?: { spill: StateSpill; options: SpillOptions };
+  spill?: StateSpill;
   /** How long stopping workers get to close their streams before they are terminated. */
   stopGraceMs?: number;
   /** A single plain file at least this large is split into byte ranges; default DEFAULT_MIN_SPLIT_BYTES. */
@@ -338,7 +338,7 @@ interface SplitPass {
 
 /** The scan option that holds `state` under the budget, if there is one. */
 function checkpointOf(opts: ParallelScanOptions, state: KpiState): { checkpoint?: () => void } {
-  const spill = opts.spill?.spill;
+  const spill = opts.spill;
   return spill ? { checkpoint: () => spill.check(state) } : {};
 }
 
@@ -369,7 +369,7 @@ export async function scanFilesParallel(
     return [scan];
   }
   const spoolDir = opts.rejects ? mkdtempSync(join(opts.tmpDir ?? tmpdir(), 'musickpi-spool-')) : null;
-  const init: WorkerInit = { lake: opts.lake, dims: streamDimsData(sd), spoolDir, ...(opts.spill ? { spill: opts.spill.options } : {}) };
+  const init: WorkerInit = { lake: opts.lake, dims: streamDimsData(sd), spoolDir, ...(opts.spill ? { spill: opts.spill.options() } : {}) };
   const count = Math.max(1, split ? opts.workers : Math.min(opts.workers, files.length));
   // Tasks: the files, or the ranges of the split file as its first pass finds them.
   const tasks: Task[] = split ? [] : files.map((obj) => ({ obj }));
@@ -544,8 +544,8 @@ export async function scanFilesParallel(
           for (const h of m.hours)
             hours.set(h.key, { count: h.count, tracks: h.tracks, users: h.users, log: h.log, logLen: h.logLen, ages: h.ages });
           merge(state, { trackCount: state.trackCount, userCount: state.userCount, denseAt: state.denseAt, hours });
-          opts.spill?.spill.add(m.spilled);
-          opts.spill?.spill.check(state);
+          opts.spill?.add(m.spilled);
+          opts.spill?.check(state);
           statesIn++;
           slot.stateIn = true;
           complete();
@@ -581,7 +581,7 @@ export async function scanFilesParallel(
         });
         spool?.close();
         if (failure !== undefined) return;
-        opts.spill?.spill.check(state);
+        opts.spill?.check(state);
         taskDone(index, scan, spool?.count ?? 0);
       } catch (err) {
         spool?.close();

@@ -148,7 +148,6 @@ const dimensionsStep = step('dimensions', async (r) => {
   if (r.opts.memoryBudget) await sweepStaleSpills(parent);
   const spill = new StateSpill({ dir, budgetBytes: budgetOf(r) });
   r.spill = spill;
-  r.spillDir = dir;
   r.cleanups.push(async () => {
     spill.close();
     await rm(dir, { recursive: true, force: true });
@@ -638,7 +637,6 @@ async function scanPending(r: Run, pending: PendingFile[]): Promise<StreamScan[]
     // The readers share the budget: each worker, and this thread when it reads too.
     const share = budgetOf(r, workers + (mainReads ? 1 : 0));
     spill.setBudget(share);
-    const budgeted = share !== Infinity ? { spill: { spill, options: { dir: r.spillDir!, budgetBytes: share } } } : {};
     try {
       scans = await scanFilesParallel(files, dims, state, {
         lake,
@@ -648,7 +646,7 @@ async function scanPending(r: Run, pending: PendingFile[]): Promise<StreamScan[]
         rejects,
         onRows,
         onScan: record,
-        ...budgeted,
+        ...(share !== Infinity ? { spill } : {}),
       });
     } finally {
       spill.setBudget(budgetOf(r));

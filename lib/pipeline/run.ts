@@ -182,8 +182,6 @@ export interface Run {
   dateFiles?: Map<string, Set<string>>;
   /** The state's spill under the memory budget (also where the dates' states to save wait for the commit). */
   spill?: StateSpill;
-  /** Its folder, shared with the worker threads. */
-  spillDir?: string;
   wh?: EngineRun;
   /** Run at the end of the run, whatever happened (sessions to close). */
   cleanups: (() => Promise<void>)[];

@@ -76,6 +76,11 @@ export class StateSpill {
     this.opts.budgetBytes = bytes;
   }
 
+  /** The same folder and budget, for a worker thread's own spill. */
+  options(): SpillOptions {
+    return { ...this.opts };
+  }
+
   /** Spills every date of `state` when its hours hold more than the budget. */
   check(state: KpiState): void {
     if (stateBytes(state) > this.opts.budgetBytes) this.spill(state);
@@ -84,14 +89,10 @@ export class StateSpill {
   /** Moves every date of `state` into the spill file. */
   spill(state: KpiState): void {
     const days = [...new Set([...state.hours.keys()].map((k) => Math.floor(k / 24)))].sort((a, b) => a - b);
-    for (const day of days) this.append(day, encodeDateState(takeDay(state, day), day, { dimensions: SPILLED, files: [] }));
+    for (const day of days) this.add([this.write(day, encodeDateState(takeDay(state, day), day, { dimensions: SPILLED, files: [] }))]);
     this.spills++;
     // The folder's time says the run is alive: the sweep of killed runs' folders goes by it.
     if (days.length > 0) utimesSync(this.opts.dir, new Date(), new Date());
-  }
-
-  private append(day: number, buf: Buffer): void {
-    this.add([this.write(day, buf)]);
   }
 
   private write(day: number, buf: Buffer): SpillPart {
@@ -150,11 +151,6 @@ export class StateSpill {
   /** Every part, for handing over to another thread. */
   all(): SpillPart[] {
     return [...this.parts.values()].flat();
-  }
-
-  /** The epoch days with spilled parts. */
-  days(): number[] {
-    return [...this.parts.keys()];
   }
 
   /**
