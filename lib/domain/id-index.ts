@@ -117,6 +117,44 @@ export class IdIndex {
     return new IdIndex(data);
   }
 
+  /**
+   * Every key, in index order, read back from the table: the keys are stored whole (inline or in
+   * the pool), so a holder of the index needs no second copy of them as strings.
+   */
+  static keys(data: IdIndexData): string[] {
+    const t = data.table;
+    const out = new Array<string>(data.size);
+    const chars: number[] = [];
+    for (let b = 0; b < t.length; b += SLOT) {
+      const id = t[b + 1];
+      if (id === 0) continue;
+      const head = t[b + 2];
+      const len = head & 0xff;
+      if (len === OUT_OF_LINE) {
+        const at = t[b + 3];
+        // UTF-16 code units as they are (a lone surrogate included): no spread of a long key.
+        const pool = data.pool;
+        out[id - 1] = Buffer.from(pool.buffer, pool.byteOffset + at * 2, t[b + 4] * 2).toString('utf16le');
+        continue;
+      }
+      chars.length = len;
+      let w = head >>> 8;
+      let k = 3;
+      let at = b + 2;
+      for (let j = 0; j < len; j++) {
+        if (k === 0) {
+          w = t[++at];
+          k = 4;
+        }
+        chars[j] = w & 0xff;
+        w >>>= 8;
+        k--;
+      }
+      out[id - 1] = String.fromCharCode(...chars);
+    }
+    return out;
+  }
+
   get data(): IdIndexData {
     return { table: this.table, pool: this.pool, size: this.size };
   }

@@ -7,9 +7,10 @@
 //
 // The file: MAGIC, the header's length (u32 LE), a JSON header (the key, the counts, the reports,
 // where each section is), then the sections, each at a multiple of 8: the typed arrays' bytes,
-// the string tables (UTF-16 text and the end offset of each string, so that any character,
-// U+0000 included, survives), the ID indexes streamDims() would build, and the rejects lines of
-// the dimension rows (rendered exactly as a fresh load writes them).
+// the string tables (Latin-1 text when every character fits in a byte, else UTF-16, and the end
+// offset of each string, so that any character, U+0000 included, survives), the ID indexes
+// streamDims() would build, and the rejects lines of the dimension rows (rendered exactly as a
+// fresh load writes them). The user IDs have no string table: the users index holds each whole.
 
 import { createHash } from 'node:crypto';
 import {
@@ -27,13 +28,13 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Lake, LakeObject } from '../domain/lake.js';
-import type { IdIndexData } from '../domain/id-index.js';
+import { IdIndex, type IdIndexData } from '../domain/id-index.js';
 import { loadDimensions, primeStreamDims, streamDims, type DimensionFileReport, type ScanOptions } from '../stages/scan.js';
 import { rejectLine, type RejectSink, type RejectWriter } from '../stages/rejects.js';
 import type { Dimensions } from '../stages/validate.js';
 
 /** Bumped whenever what a load produces, or this file's layout, changes. */
-export const DIMENSION_CACHE_FORMAT = 1;
+export const DIMENSION_CACHE_FORMAT = 2;
 /** Cache files kept in the folder (the newest used): one per lake in use, and the previous versions. */
 export const DIMENSION_CACHE_KEEP = 4;
 /** And no more bytes than this in all (the newest file is kept whatever its size). */
@@ -79,7 +80,7 @@ interface CacheKey {
   users: FileKey;
 }
 
-type SectionType = 'i32' | 'f64' | 'i8' | 'u16' | 'utf16';
+type SectionType = 'i32' | 'f64' | 'i8' | 'u16' | 'utf16' | 'latin1';
 interface Section {
   name: string;
   type: SectionType;
@@ -204,8 +205,6 @@ function writeCache(
 ): void {
   const { dims } = loaded;
   const sd = streamDims(dims);
-  const userIds = new Array<string>(dims.userCount);
-  for (const [id, i] of dims.userIndex) userIds[i] = id;
   const parts: { name: string; type: SectionType; data: Buffer }[] = [];
   const typed = (name: string, type: SectionType, a: ArrayBufferView) =>
     parts.push({ name, type, data: Buffer.from(a.buffer, a.byteOffset, a.byteLength) });
@@ -214,7 +213,10 @@ function writeCache(
     const ends = new Int32Array(list.length);
     let at = 0;
     for (let i = 0; i < list.length; i++) ends[i] = at += list[i].length;
-    texts.push({ name: `${name}.text`, type: 'utf16', data: Buffer.from(list.join(''), 'utf16le') });
+    const all = list.join('');
+    // One byte a character when every one fits (IDs and most names): half the bytes, and one-byte strings when read.
+    const type = oneByte(all) ? 'latin1' : 'utf16';
+    texts.push({ name: `${name}.text`, type, data: Buffer.from(all, type === 'latin1' ? 'latin1' : 'utf16le') });
     typed(`${name}.ends`, 'i32', ends);
   };
   typed('trackGenre', 'i32', dims.trackGenre);
@@ -225,7 +227,6 @@ function writeCache(
   strings('trackIds', dims.trackIds);
   strings('genres', dims.genres);
   strings('artists', dims.artists);
-  strings('userIds', userIds);
   typed('tracks.table', 'i32', sd.tracks.table);
   typed('tracks.pool', 'u16', sd.tracks.pool);
   typed('users.table', 'i32', sd.users.table);
@@ -278,6 +279,10 @@ function writeCache(
     throw err;
   }
   prune(opts.dir, opts.keep ?? DIMENSION_CACHE_KEEP);
+}
+
+function oneByte(s: string): boolean {
+  return !/[^\u0000-\u00ff]/.test(s);
 }
 
 function align8(n: number): number {
@@ -360,13 +365,11 @@ function decode(fd: number, key: CacheKey): Hit | undefined {
   // worker threads anyway): read once, never copied. The text is decoded, then dropped.
   const shared = new SharedArrayBuffer(Math.max(8, textStart));
   readFully(fd, new Uint8Array(shared, 0, textStart), body);
-  const textBuf = Buffer.allocUnsafe(bodyBytes - textStart);
-  readFully(fd, textBuf, body + textStart);
 
   const byName = new Map(header.sections.map((s) => [s.name, s]));
   const section = (name: string, type: SectionType, width: number): Section => {
     const s = byName.get(name);
-    const text = type === 'utf16';
+    const text = type === 'utf16' || type === 'latin1';
     const ok =
       s !== undefined &&
       s.type === type &&
@@ -383,9 +386,13 @@ function decode(fd: number, key: CacheKey): Hit | undefined {
     return make(shared, s.offset, s.bytes / width);
   };
   const i32 = (name: string) => view(name, 'i32', 4, (b, at, n) => new Int32Array(b, at, n));
+  // Each text section is read on its own and dropped once decoded: no buffer of all the text at once.
   const text = (name: string) => {
-    const s = section(name, 'utf16', 2);
-    return textBuf.toString('utf16le', s.offset - textStart, s.offset - textStart + s.bytes);
+    const latin1 = byName.get(name)?.type === 'latin1';
+    const s = section(name, latin1 ? 'latin1' : 'utf16', latin1 ? 1 : 2);
+    const buf = Buffer.allocUnsafe(s.bytes);
+    readFully(fd, buf, body + s.offset);
+    return buf.toString(latin1 ? 'latin1' : 'utf16le');
   };
   const strings = (name: string, count: number): string[] => {
     const all = text(`${name}.text`);
@@ -404,7 +411,6 @@ function decode(fd: number, key: CacheKey): Hit | undefined {
 
   const { trackCount, userCount } = header;
   const trackIds = strings('trackIds', trackCount);
-  const userIds = strings('userIds', userCount);
   const genres = strings('genres', byName.get('genres.ends')!.bytes / 4);
   const artists = strings('artists', byName.get('artists.ends')!.bytes / 4);
   const trackGenre = i32('trackGenre');
@@ -442,8 +448,6 @@ function decode(fd: number, key: CacheKey): Hit | undefined {
   const dims = base as Dimensions;
   // The ID -> index Maps are built on first use: a run whose ID indexes come from the cache
   // (primeStreamDims) never needs them, and building them was most of a cached load's time.
-  lazyIndex(dims, 'songIndex', trackIds);
-  lazyIndex(dims, 'userIndex', userIds);
   const index = (name: string, size: number): IdIndexData => {
     const table = i32(`${name}.table`);
     const slots = table.length / 8;
@@ -455,18 +459,23 @@ function decode(fd: number, key: CacheKey): Hit | undefined {
   };
   const tracks = index('tracks', trackCount);
   const users = index('users', userCount);
+  lazyIndex(dims, 'songIndex', () => trackIds);
+  // The user IDs are not stored as text: the index holds each one whole, and only a caller of
+  // userIndex (never a cached run's scan) needs them as strings.
+  lazyIndex(dims, 'userIndex', () => IdIndex.keys(users));
   const rejects = { lines: text('rejects'), count: header.rejects };
   primeStreamDims(dims, tracks, users);
   return { dims, songs: header.songs, users: header.users, rejects };
 }
 
 /** `dims[name]`: a Map of ids[i] -> i, in index order (as the builder inserts them), made when first read. */
-function lazyIndex(dims: Dimensions, name: 'songIndex' | 'userIndex', ids: readonly string[]): void {
+function lazyIndex(dims: Dimensions, name: 'songIndex' | 'userIndex', idsOf: () => readonly string[]): void {
   Object.defineProperty(dims, name, {
     enumerable: true,
     configurable: true,
     get(): Map<string, number> {
       const map = new Map<string, number>();
+      const ids = idsOf();
       for (let i = 0; i < ids.length; i++) map.set(ids[i], i);
       Object.defineProperty(dims, name, { value: map, enumerable: true, configurable: true, writable: true });
       return map;

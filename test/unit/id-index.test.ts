@@ -47,6 +47,13 @@ describe("IdIndex (the stream scan's ID lookup)", () => {
     }
   });
 
+  it('gives every key back, in index order, from its arrays alone (inline, pooled, beyond Latin-1)', () => {
+    expect(IdIndex.keys(index.data)).to.deep.equal(keys);
+    const shared = IdIndex.build(keys, { shared: true });
+    expect(IdIndex.keys(IdIndex.from(shared.data).data)).to.deep.equal(keys);
+    expect(IdIndex.keys(IdIndex.build([]).data)).to.deep.equal([]);
+  });
+
   it('matches strings sliced out of larger text (as the parser hands them over)', () => {
     const text = 'zz,5SuOikwiRyPMVoIQDJUgSV,user_2654435761,caf\u00e9\n';
     const fields = text.slice(0, -1).split(',');

@@ -33,7 +33,10 @@ const SONGS =
   't8,Eve,po\0p,1,x\n' +
   't9,Eve\n' +
   't10,,ambient,60000,x\n';
-const USERS = 'user_id,user_age,user_country\nu1,22,US\nu2,30,DE\nu3,,FR\nu1,70,BR\n,40,US\nu4,200,BR\nu5\n';
+// User IDs past the inline limit, beyond Latin-1 and with a surrogate pair: a cached load reads them back from the users index.
+const USERS =
+  'user_id,user_age,user_country\nu1,22,US\nu2,30,DE\nu3,,FR\nu1,70,BR\n,40,US\nu4,200,BR\nu5\n' +
+  `${LONG_ID},41,US\nпользователь,50,RU\n\u{1F600}-fan,19,US\ncaf\u00e9,33,FR\n`;
 
 function lakeWith(root = 'memory://lake'): MemoryLake {
   const lake = new MemoryLake({ root });
