@@ -37,7 +37,7 @@ import { dirname, join } from 'node:path';
 import { startEmbedded, type EmbeddedServer } from '../lib/adapters/warehouse/embedded/index.js';
 import { catFloor, duckdb, floor, musickpi, runChild, type ChildRun, type DuckOut } from './children.js';
 import { GENRE_KEY, HOURLY_KEY, diffTables, tableRows } from './differential.js';
-import { BenchFailure, CACHE, DIST_BENCH, DOCS, FULL, QUICK, RENDER, RUNS, SHAPES, SKIP, THREADS, log, out } from './env.js';
+import { BIN, BenchFailure, CACHE, DIST_BENCH, DOCS, FULL, QUICK, RENDER, RUNS, SHAPES, SKIP, THREADS, log, out } from './env.js';
 import { MESSY, copyLake, ensureLake, lakeBytes, lateTailShape, mainShape, shapes, streamFiles } from './lakes.js';
 import { lateTail } from './late-tail.js';
 import {
@@ -237,7 +237,17 @@ async function main(): Promise<void> {
 
     if (!SKIP.has('e2e')) {
       // compute-only and run alternate, so that the ratio compares runs made under the same conditions.
-      const e2e = async (tag: string, lakeDir: string, files: number) => {
+      // With `existing`, each timed run goes into a database whose schema an earlier run made (a
+      // copy of a template database `musickpi init` set up, as every daily run but the first
+      // finds it), and a run into a fresh database (the schema created) alternates with it.
+      const e2e = async (tag: string, lakeDir: string, files: number, existing = false) => {
+        const template = existing ? `bench_e2e_${tag}_tpl` : undefined;
+        if (template) {
+          const url = await newDatabase(server!.url, template);
+          const init = await runChild(BIN, ['init', '--warehouse', url, '--quiet']);
+          if (init.code !== 0) throw new BenchFailure(`musickpi init failed: ${init.stderr}`);
+        }
+        const first: number[] = [];
         const walls: number[] = [];
         const computeWalls: number[] = [];
         const rss: number[] = [];
@@ -246,7 +256,7 @@ async function main(): Promise<void> {
         for (let i = 0; i <= RUNS; i++) {
           const c = await musickpi(computeArgs(lakeDir), 'musickpi compute');
           const name = `bench_e2e_${i}`;
-          const url = await newDatabase(server!.url, name);
+          const url = await newDatabase(server!.url, name, template);
           // The same path every time, as a daily run's lake is: the dimension cache is keyed by the
           // lake's root, so a new folder per run would time a first run (parse and write the
           // cache) instead of a daily one. The warm-up run writes the entry.
@@ -261,6 +271,15 @@ async function main(): Promise<void> {
           );
           await dropDatabase(server!.url, name);
           rmSync(copy, { recursive: true, force: true });
+          if (template) {
+            const fresh = await newDatabase(server!.url, name);
+            copyLake(lakeDir, copy);
+            const f = await musickpi(['run', '--warehouse', fresh, '--lake', copy], 'musickpi run (fresh database)');
+            log(`e2e ${tag}: run into a fresh database ${fmtS(f.run.wallMs)}`);
+            await dropDatabase(server!.url, name);
+            rmSync(copy, { recursive: true, force: true });
+            if (i > 0) first.push(f.run.wallMs);
+          }
           if (i === 0) continue;
           walls.push(m.run.wallMs);
           computeWalls.push(c.run.wallMs);
@@ -268,10 +287,11 @@ async function main(): Promise<void> {
           cpu.push(m.run.cpuMs);
           timings.push(m.report.timings);
         }
-        return { run: walls, compute: median(computeWalls), timings: avgTimings(timings), rss, cpu };
+        if (template) await dropDatabase(server!.url, template);
+        return { run: walls, compute: median(computeWalls), timings: avgTimings(timings), rss, cpu, ...(template ? { first } : {}) };
       };
       const daily = shapes(QUICK).find((x) => x.id === 'daily')!.shape;
-      res.e2eDaily = await e2e('daily', ensureLake(CACHE, daily, log), daily.files);
+      res.e2eDaily = await e2e('daily', ensureLake(CACHE, daily, log), daily.files, true);
       res.e2e = await e2e('main', lake, MAIN.files);
       printE2e(res);
     }
