@@ -392,10 +392,22 @@ export function result(state: KpiState, dims: ReduceDims, opts: ResultOptions = 
             scratchUserList[nUsers++] = u;
           }
         }
-        const list = scratchTrackList.subarray(0, nTracks).sort();
-        for (const t of list) {
-          credit(t, scratchTracks[t]);
-          scratchTracks[t] = 0;
+        // What credit() sums is the same in any order, and the tie rules compare names, never
+        // positions. Many tracks played: in index order, a sequential pass (the per-track arrays
+        // read in order, as for a dense hour); few: in first-seen order.
+        if (nTracks * 16 > T) {
+          for (let t = 0; t < T; t++) {
+            const c = scratchTracks[t];
+            if (c === 0) continue;
+            credit(t, c);
+            scratchTracks[t] = 0;
+          }
+        } else {
+          for (let i = 0; i < nTracks; i++) {
+            const t = scratchTrackList[i];
+            credit(t, scratchTracks[t]);
+            scratchTracks[t] = 0;
+          }
         }
         for (let i = 0; i < nUsers; i++) scratchUsers[scratchUserList[i] >>> 5] = 0;
         users = nUsers;

@@ -161,6 +161,35 @@ describe('reduce', () => {
     expect(result(merge(a, b), d)).to.deep.equal(result(dense, d));
   });
 
+  it('a sparse hour gives the dense result whether it played few of the tracks or many (both ways of crediting them)', () => {
+    let seed = 5;
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
+    // Artists shared between tracks and names out of index order, so that ties and sums cross tracks.
+    const big = dims(
+      Array.from({ length: 4000 }, (_, i): [string, string[], string, number] => [
+        `t${(i * 7919) % 4000}`,
+        [`ar${i % 37}`, `ar${(i * 3) % 11}`],
+        `g${i % 5}`,
+        1000 + i,
+      ]),
+      Array.from({ length: 50 }, (_, i): [string, number] => [`u${i}`, i % 7 === 6 ? -1 : i % 6]),
+    );
+    const rows: [string, string, string, number][] = [];
+    // Hour 0: 8 tracks of 4000 (few); hour 1: ~380 (many); both stay sparse by row count.
+    for (let i = 0; i < 60; i++) rows.push([`u${rnd(50)}`, `t${rnd(8) * 500}`, '2024-03-01', 0]);
+    for (let i = 0; i < 400; i++) rows.push([`u${rnd(50)}`, `t${rnd(4000)}`, '2024-03-01', 1]);
+    const sparse = create(big.trackCount, big.userCount);
+    feed(sparse, big, rows);
+    for (const h of sparse.hours.values()) expect(h.tracks).to.equal(null);
+    const dense = create(big.trackCount, big.userCount);
+    dense.denseAt = 0;
+    feed(dense, big, rows);
+    expect(result(sparse, big)).to.deep.equal(result(dense, big));
+    expect(result(sparse, big, { trackRank: ordinalRanks(big.trackIds), artistRank: ordinalRanks(big.artists) })).to.deep.equal(
+      result(dense, big),
+    );
+  });
+
   it('merging two sparse hours that together cross the dense threshold', () => {
     const a = create(d.trackCount, d.userCount);
     const b = create(d.trackCount, d.userCount);
