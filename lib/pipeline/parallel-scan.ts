@@ -70,6 +70,22 @@ export const DEFAULT_MIN_SPLIT_BYTES = 32 * 1024 * 1024;
  */
 export const DEFAULT_RANGE_BYTES = 24 * 1024 * 1024;
 /**
+ * Where the ranges of a split file end (before each is moved to a record boundary): ranges of
+ * `step` bytes while much is left, then each a share of what is left (guided self-scheduling),
+ * down to step / 8, so that the readers finish together instead of one range running alone at
+ * the end while the other cores idle.
+ */
+export function rangeTargets(size: number, step: number, readers: number): number[] {
+  const targets: number[] = [];
+  const least = Math.max(1, Math.floor(step / 8));
+  for (let t = 0; ;) {
+    t += Math.max(least, Math.min(step, Math.ceil((size - t) / (2 * Math.max(1, readers)))));
+    if (t >= size) return targets;
+    targets.push(t);
+  }
+}
+
+/**
  * The calling thread reads files too. With 2 workers on 2 cores that is 3 readers: the OS
  * time-slices them, so that with 5 equal files the last one does not run alone while a core
  * idles (2.5 file-times instead of 3), at no memory cost (no extra isolate).
@@ -87,7 +103,12 @@ export function plannedWorkers(opts: ParallelOptions | undefined, files: readonl
   // One file is split into byte ranges when it is large and plain; else it has one reader, and a
   // worker for it would only add a thread's start-up.
   const split = files.length === 1 && splittable(files[0], opts.splitMinBytes);
-  const n = split ? (opts.workers ?? defaultWorkers()) : Math.min(opts.workers ?? defaultWorkers(), files.length);
+  // A split file's ranges shrink towards its end, so its readers finish together: one reader a
+  // core, this thread being one when it reads too. (Whole files need the third reader for their
+  // tails; on a split file it only added an isolate: measured on the 5M-listen file, 2 cores,
+  // 3.58 s and 214 MB with 1 worker + this thread against 3.74 s and 252 MB with 2 workers + it.)
+  const splitDefault = Math.max(1, defaultWorkers() - ((opts.mainReads ?? DEFAULT_MAIN_READS) ? 1 : 0));
+  const n = split ? (opts.workers ?? splitDefault) : Math.min(opts.workers ?? defaultWorkers(), files.length);
   if ((files.length < 2 && !split) || !(n >= 1)) return 0;
   let bytes = 0;
   for (const f of files) bytes += isGzipKey(f.key) ? f.size * GZIP_TEXT_RATIO : f.size;
@@ -600,8 +621,7 @@ export async function scanFilesParallel(
   const firstPass = async (lake: Lake) => {
     const obj = files[0];
     const step = Math.max(1, opts.rangeBytes ?? DEFAULT_RANGE_BYTES);
-    const targets: number[] = [];
-    for (let t = step; t < obj.size; t += step) targets.push(t);
+    const targets = rangeTargets(obj.size, step, count + (local === undefined ? 0 : 1));
     let header: ResolvedHeader | undefined;
     let headerFailed = false;
     let headerParser: CsvParser | undefined = new CsvParser((fields, _line, flag) => {

@@ -5,7 +5,7 @@
 
 import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REOPEN_MODULE } from '../../lib/adapters/lake/reopen.js';
 import { openLake } from '../../lib/adapters/lake/open.js';
@@ -13,7 +13,7 @@ import { CsvParser, RecordBoundaryScanner } from '../../lib/stages/parse.js';
 import { create, result } from '../../lib/stages/reduce.js';
 import { RejectSink } from '../../lib/stages/rejects.js';
 import { loadDimensions, scanStreamFile } from '../../lib/stages/scan.js';
-import { liveWorkers, plannedWorkers, scanFilesParallel, splittable } from '../../lib/pipeline/parallel-scan.js';
+import { liveWorkers, plannedWorkers, rangeTargets, scanFilesParallel, splittable } from '../../lib/pipeline/parallel-scan.js';
 import type { Lake } from '../../lib/domain/lake.js';
 import { generateLake, rng } from '../../bench/generate-lake.js';
 
@@ -211,6 +211,32 @@ describe('one file split into byte ranges', function () {
     }
   });
 
+  it('cuts full ranges while much is left, then shrinking shares of the rest, so that the readers end together', () => {
+    const MB = 1 << 20;
+    for (const [size, step, readers] of [
+      [293 * MB, 24 * MB, 3],
+      [40 * MB, 24 * MB, 3],
+      [10 * MB, 24 * MB, 2],
+      [1000, 7, 1],
+      [5, 100, 3],
+    ]) {
+      const t = rangeTargets(size, step, readers);
+      const sizes = [...t, size].map((end, i) => end - (i === 0 ? 0 : t[i - 1]));
+      expect(sizes.reduce((a, b) => a + b, 0)).to.equal(size);
+      sizes.forEach((n, i) => {
+        expect(n).to.be.greaterThan(0);
+        expect(n).to.be.at.most(step);
+        // Never growing, and never under step / 8 but for the last piece.
+        if (i > 0) expect(n).to.be.at.most(sizes[i - 1]);
+        if (i < sizes.length - 1) expect(n).to.be.at.least(Math.max(1, Math.floor(step / 8)));
+      });
+    }
+    const big = rangeTargets(293 * MB, 24 * MB, 3);
+    expect(big[0]).to.equal(24 * MB);
+    // The last ranges are smaller than a full one: the tail is shared.
+    expect(293 * MB - big[big.length - 1]).to.be.below(4 * MB);
+  });
+
   it('plans workers for one large plain file only', () => {
     const f = (size: number, ext = 'csv') => ({ key: `streams/x.${ext}`, size, fingerprint: 'x' });
     const spec = { lake: { module: REOPEN_MODULE, uri: '/x' }, workers: 2 };
@@ -220,5 +246,11 @@ describe('one file split into byte ranges', function () {
     expect(plannedWorkers(spec, [f(64 << 20)])).to.equal(2);
     expect(plannedWorkers(spec, [f(64 << 20, 'csv.gz')])).to.equal(0);
     expect(plannedWorkers(spec, [f(20 << 20)])).to.equal(0);
+    // By default a split file has one reader a core, this thread being one of them when it reads.
+    const cores = Math.min(2, availableParallelism());
+    const auto = { lake: spec.lake };
+    expect(plannedWorkers(auto, [f(64 << 20)])).to.equal(Math.max(1, cores - 1));
+    expect(plannedWorkers({ ...auto, mainReads: false }, [f(64 << 20)])).to.equal(cores);
+    expect(plannedWorkers(auto, [f(20 << 20), f(20 << 20)])).to.equal(cores);
   });
 });
