@@ -566,58 +566,63 @@ function lateSection(res: Results): string[] {
 /** What each issue-12 target needs, why the missed ones are missed, and what was tried (kept with the generated figures). */
 const CAUSES: Record<TargetKind, string> = {
   ratio:
-    'Fixed costs dominate the small shapes and the per-row work the large ones. A CPU profile of `compute --dry-run` on the ' +
-    'daily file (`node --cpu-prof`, 1.9 s of CPU, 2026-12-02): start-up and module loading ~0.3 s (the ESM and CJS loaders, ' +
-    'and yargs rendering its whole help text on every run, `cacheHelpMessage` → string-width / wrap-ansi, ~50 ms), loading the ' +
-    'dimensions ~0.45 s (`DimensionsBuilder.addSong` 0.18 s self with its three Maps, `IdIndex.build` 0.11 s, parsing songs.csv), ' +
-    'the 300k stream rows ~0.35 s (`checkStreamRow` 0.16 s: trims and the two ID lookups), `result()` 0.1 s, GC 0.17 s. On the ' +
-    '5M time-ordered lake a worker thread spends 43 % of its CPU in `checkStreamRow` (1.44 of 3.39 s: the ID lookups are cache ' +
-    'misses in 8 MB and 4 MB tables, so ~0.9 µs a row on these shared cores), 13 % in `CsvParser.process`, 6 % in ' +
-    '`parseListenTime`, 6.5 % in GC. The parse-floor column above bounds what is reachable with this parser. Tried and kept: ' +
-    'the inline-key ID tables, the allocation-free hot loop, both cores, the lazy AWS SDK, optional ranks, byte-range splits ' +
-    '(design notes below). Done since, measured by hand on the daily lake (alternating, median of 5, load average ~3.5, 2026-12-02): a ' +
-    "cache of the interned dimensions keyed by the dimension files' fingerprints (lib/pipeline/dimension-cache.ts, " +
-    '`--cache-dir`, `--no-dimension-cache`): the dimensions stage takes 34 ms from the cache instead of 663 ms ' +
-    "parsing songs.csv and users.csv, the whole `compute --dry-run` 1.24 s instead of 1.90 s (its report's total " +
-    '612 vs 1255 ms), peak RSS 155 vs 183 MB; the run that writes an entry (once per change of a dimension file) ' +
-    'pays ~0.25 s more (909 ms). Since then the start-up costs above are cut (see the daily run end to end: the ' +
-    'AWS SDK, ora, pg-copy-streams and the renderers load only when used, and no help render runs). ' +
-    'Not done: interning straight into the ID tables without Maps, loading the ' +
-    'dimensions beside the stream workers, partitioned aggregation for random time order.',
+    'Fixed costs dominate the small shapes and the per-row work the large ones. The ratio also moves with the machine: the ' +
+    "DuckDB peers' two threads lose more to other processes than musickpi does, so on a busy machine (load average 3-5, the " +
+    'previous regeneration of this file) the ratios were lower than on a quiet one (daily 0.57× then, 0.93× on a quiet machine ' +
+    'the next morning, same code); the load average is printed at the top. A CPU profile of `compute --dry-run` on the daily ' +
+    'file (`node --cpu-prof`, 1.9 s of CPU, 2026-12-02, before the cuts below): start-up and module loading ~0.3 s, loading ' +
+    'the dimensions ~0.45 s, the 300k stream rows ~0.35 s (`checkStreamRow` 0.16 s: trims and the two ID lookups), `result()` ' +
+    '0.1 s, GC 0.17 s. Cut since: the dimension cache (lib/pipeline/dimension-cache.ts; the dimensions stage ~40 ms instead of ' +
+    '~660 ms), the lazy AWS SDK, ora, pg-copy-streams and renderers, no yargs help render (see the daily run end to end). On ' +
+    'the 5M time-ordered lake with one reader (`--workers 0`, 7.0 s of CPU, 2026-12-02), self time: `checkStreamRow` 39 % (the ' +
+    'trims, the FNV hash of each ID and one cache miss per lookup in the 8 MB and 4 MB ID tables, inlined into it), ' +
+    '`CsvParser.process` 7.7 %, UTF-8 decoding 5.7 %, the inline-key compare 4.5 %, `parseListenTime` 4.4 %, the scan callback ' +
+    '4.4 %, SHA-256 2.8 %, GC 3.3 %. The parse-floor column bounds what is reachable with this parser: it makes a JS string ' +
+    'of every field. Tried and kept: the inline-key ID tables, the allocation-free hot loop, both cores, byte-range splits, ' +
+    'the dimension cache, optional ranks (design notes below). Tried and dropped: batching ID lookups to overlap their cache ' +
+    'misses (no gain), splitting the 18 MB daily file across workers (measured on a quiet machine, 5 alternating runs: ' +
+    "0.75-0.82 s against 0.75-0.79 s in one thread: the workers' start-up eats what the second core gives). Not done: a " +
+    'scanner working on the bytes (hashing and comparing the ID bytes where they lie, making strings only for rejected rows), ' +
+    'which is what the 0.5× target needs on the large shapes; interning straight into the ID tables; starting the workers ' +
+    'while the dimensions load; partitioned aggregation for random time order.',
   rss:
-    'Per hour the state is at most a counter per track and a bit per user, dense once an hour passes the threshold: hours × ' +
-    '(4 B × tracks + users / 8), in each of the 3 readers (2 workers + the main thread) for the hours of the files it read, plus ' +
-    'the dimensions (Maps while loading, then the ID tables: 32 B slots, the next power of two ≥ 2 × keys). Built for this: a ' +
-    'memory budget (`--memory-budget`, default 128 MB, shared by the readers; lib/pipeline/state-spill.ts). Past its share, a ' +
-    'reader moves its state out of memory date by date, as counts (the saved-state encoding), into a temporary folder, and the ' +
-    'KPIs are computed one date at a time from memory plus the spilled parts, so the state is bounded by the budget plus one ' +
-    'date (24 × (4 B × tracks + users / 8)), whatever the days. The bound stated: peak RSS ≈ the process baseline (~150-180 MB ' +
-    'with 3 readers on these lakes) + the ID tables + the budget + one date. Measured by hand on the 30M-listen / 90-day ' +
-    'backfill (compute --dry-run, 2026-12-02, one run each on a busy machine): no budget 477 MB; 128 MB 438 MB (46 MB spilled); ' +
-    '64 MB 362 MB; one reader (--workers 0): no budget 464 MB, 128 MB 332 MB. The readers cost more than their state ' +
-    "(the V8 heaps' high-water marks of 3 isolates parsing 10M rows each), which is why the backfills stay above 300 MB at the " +
-    'default; a smaller --memory-budget trades time for memory. A large catalogue is bounded the same way, but each reader ' +
-    're-densifies the hours it spilled (4 MB each at 1M tracks); a sparse per-hour state for large catalogues (a hash of the ' +
-    'tracks played that hour) is not built.',
+    "Per hour the state is at most a counter per track and a bit per user, dense once an hour's log of (track, user) pairs " +
+    'would pass half the dense form: hours × (4 B × tracks + users / 8), in each reader for the hours of the files it read, ' +
+    'plus the dimensions (the ID tables: 32 B slots, the next power of two ≥ 2 × keys, 64 MB each at 1M keys; the per-track ' +
+    'arrays; the track IDs and artist names as strings). Built for this: a memory budget (`--memory-budget`, default 128 MB, ' +
+    'shared by the readers; lib/pipeline/state-spill.ts). Past its share, a reader moves its state out of memory date by ' +
+    'date, as counts (the saved-state encoding), into a temporary folder, and the KPIs are computed one date at a time from ' +
+    'memory plus the spilled parts, so the state is bounded by the budget plus one date (24 × (4 B × tracks + users / 8)), ' +
+    'whatever the days. The bound stated: peak RSS ≈ the process baseline (~80 MB) + the V8 heaps of the readers (~50 MB ' +
+    'for the main thread, ~20-35 MB a worker) + the dimensions + the budget + one date. The large catalogue, by hand ' +
+    "(compute --dry-run, quiet machine, 2026-12-02): the dimension cache's format 2 (no user-ID strings: the users index holds " +
+    'each ID whole; Latin-1 text; no buffer of all the text) took it from 636 to ~490-510 MB (one reader: 585 to ~405 MB) and ' +
+    'its cached load from 455 to ~250 ms; what remains is 165 MB of typed arrays (the two ID tables 134 MB), ~45 MB of track-ID ' +
+    "strings, the readers' sparse hours and their merge. Halving the ID tables needs a load factor near 1 or slots without " +
+    'the key inline, each a cache miss more per row: not done. The backfills, by hand on the 10M / 20-day lake: budget 128 MB ' +
+    '337-357 MB, 64 MB 308-319 MB, 32 MB 317-324 MB; one worker fewer 357-370 MB: the rest is the baseline and heaps above, ' +
+    'not the state.',
   scale:
     "Same shape, 4× the listens: the state is sized by hours and catalogue, not by listens; what grows is the V8 heaps' " +
     'high-water mark over a longer run and how many hours turn dense (more listens per hour pass the dense threshold).',
   split:
-    'The big file is cut into ~24 MB byte ranges for the readers after the calling thread has hashed it (SHA-256 for the ' +
-    'ledger, ~1.1 GB/s) and found the record boundaries; splitting costs ~0.7 s of CPU (the hash pass, thread start-up, a ' +
-    "reader's state per thread). On 2 cores shared with other work the second core is often not free, so the wall gains " +
-    'less than the CPU split promises; the ratio is taken within one run, alternating, so both sides saw the same load.',
+    'The big file is cut into byte ranges at record boundaries while the calling thread hashes it (SHA-256 for the ledger); ' +
+    'the ranges are 24 MB while much is left, then shrink (guided self-scheduling, down to 3 MB) so that the readers end ' +
+    'together, and the file gets one reader a core (1 worker + the calling thread on 2 cores: measured 3.54-3.63 s and ~214 MB ' +
+    'against 3.71-3.78 s and ~252 MB with 2 workers + it). The split run now costs the CPU of one reader (6.5-6.7 s each, user + ' +
+    'system), so its wall is that CPU over 2 cores plus what runs once (start-up, the dimensions, merging and the result, ' +
+    '~0.5 s): ~3.8 s against ~6 s, about 0.6×. Below that needs less CPU per row (see the ratio row).',
   late: "Without saved states (`--no-date-state`, the second set of columns) each day's run re-reads, whole, every archived file that carries a date its tail touches (the late-file rule recomputes a date from all its rows): from day 8 on that is 7 files, ~7 × the new file's bytes, and the wall grows by roughly one file-read per archived file. Built for this: each loaded date's reducer counts are saved after the commit under `_musickpi/state/` in the lake (lib/stages/date-state.ts: per hour the tracks with their counts and the listeners as varint gaps, a few hundred KB a day here, SHA-256-sealed), valid only for the dimension files (key, fingerprint, size) and musickpi version they were built with and for exactly the ledger files they hold; a late run reads back its dates' states (one listing, one read per date) and parses only its new file. What remains per late date is reading and adding its state and saving it again.",
   'e2e-daily':
-    'The daily run end to end is the daily compute (start-up, dimensions, stream, result: see the ratio row) plus creating ' +
-    'the schema in a fresh database, the load transaction and the archive. Each run copies the lake into the same folder, ' +
-    "as a daily job's lake is, so the dimension cache serves it (a new folder per run would time a first run every time). " +
-    'Cut this session, measured by hand (medians of 15 alternating runs, warm cache, load ~3.5): 1568 → 1004 ms. How: the ' +
-    'AWS SDK, the embedded server, ora, pg-copy-streams, the report renderers and the observers load only when used; no ' +
-    "yargs help render after every command (~50 ms); pg without its Cloudflare probe (~20 ms); the warehouse's sessions " +
-    'opened side by side and init() in 3 round trips instead of 7 (5 instead of 10 on a fresh schema); numbers grouped ' +
-    'without ICU (~20 ms). What is left is mostly per-row work (the stream scan ~0.4 s) and Node start-up; bundling the ' +
-    'CLI into one file would save ~75 ms more and is not done.',
+    'The daily run end to end is the daily compute (start-up, dimensions, stream, result: see the ratio row) plus the ' +
+    'warehouse session, the load transaction and the archive. It is timed into a warehouse whose schema exists (as every ' +
+    'daily run but the first finds it), and the first run into a fresh database alternates with it. Each run copies the lake ' +
+    "into the same folder, as a daily job's lake is, so the dimension cache serves it. Cut in the previous session (medians " +
+    'of 15 alternating runs, by hand): 1568 → 1004 ms: the AWS SDK, the embedded server, ora, pg-copy-streams, the report ' +
+    "renderers and the observers load only when used; no yargs help render; pg without its Cloudflare probe; the warehouse's " +
+    'sessions opened side by side and init() in 3 round trips instead of 7; numbers grouped without ICU. The previous ' +
+    'regeneration measured 1.57 s at a load average of 3-5; the same code measured 0.80-0.83 s on a quiet machine. What is ' +
+    'left is mostly per-row work (the stream scan ~0.35 s) and Node start-up; bundling the CLI would save ~75 ms more.',
   e2e: 'Loading the KPI rows is one short transaction and archiving a local file is a link and an unlink.',
   s3: 'See the S3 section.',
 };
@@ -828,6 +833,15 @@ hash pass, thread start-up, a reader's state per thread) and ~50-80 MB (two more
 state). With the cores taken by other processes, the wall could not show the gain: the target
 (split wall ≤ 0.6× one reader) is **not verified** by these runs; on an idle machine the stream
 stage's 4.6 s of CPU over two cores would bound it at ~0.55-0.6× of the stage.
+
+Later, on a quiet machine (load average ~1, 3 alternating runs each, by hand, 2026-12-02), the
+default split ran in 3.71-3.78 s against 5.5-5.6 s for one reader (0.66-0.68×). Two changes since:
+the ranges shrink towards the end of the file (24 MB while much is left, then a share of the rest,
+down to 3 MB, \`rangeTargets\`), so that the readers end together; and a split file gets one
+reader a core by default (1 worker + the calling thread on 2 cores: 3.54-3.63 s and ~214 MB,
+against 3.71-3.78 s and ~252 MB with 2 workers + it: with ranges the third reader no longer helps a
+tail, it only adds an isolate). After both: 3.78-3.98 s against 6.20-6.44 s for one reader on a
+somewhat busier machine (0.60-0.64×); the split run's CPU (6.5-6.7 s) is now that of one reader.
 
 **Remaining gap to the targets, and why.** On the daily file musickpi was at 2.0× the simple DuckDB
 query; 0.5× means ~0.33 s for the whole process, while Node's own start-up and module loading is

@@ -133,8 +133,8 @@ export class IdIndex {
       if (len === OUT_OF_LINE) {
         const at = t[b + 3];
         // UTF-16 code units as they are (a lone surrogate included): no spread of a long key.
-        const pool = data.pool;
-        out[id - 1] = Buffer.from(pool.buffer, pool.byteOffset + at * 2, t[b + 4] * 2).toString('utf16le');
+        const keyUnits = data.pool.subarray(at, at + t[b + 4]);
+        out[id - 1] = Buffer.from(keyUnits.buffer, keyUnits.byteOffset, keyUnits.byteLength).toString('utf16le');
         continue;
       }
       chars.length = len;
@@ -153,6 +153,35 @@ export class IdIndex {
       out[id - 1] = String.fromCharCode(...chars);
     }
     return out;
+  }
+
+  /**
+   * Whether `data` is a table `build` could have made for `size` keys: a power-of-two table at
+   * most half full holding each index once, every key inline (≤ 23 characters) or within the
+   * pool. A table read back from a file is checked with it before any lookup trusts it.
+   */
+  static valid(data: IdIndexData, size: number): boolean {
+    const t = data.table;
+    const slots = t.length >>> SLOT_SHIFT;
+    if (data.size !== size || t.length % SLOT !== 0 || slots < 16 || (slots & (slots - 1)) !== 0 || slots < 2 * size) return false;
+    const seen = new Uint8Array(size);
+    let n = 0;
+    for (let b = 0; b < t.length; b += SLOT) {
+      const id = t[b + 1];
+      if (id === 0) continue;
+      if (id < 1 || id > size || seen[id - 1] !== 0) return false;
+      seen[id - 1] = 1;
+      n++;
+      const len = t[b + 2] & 0xff;
+      if (len === OUT_OF_LINE) {
+        const at = t[b + 3];
+        const count = t[b + 4];
+        if (at < 0 || count < 0 || at + count > data.pool.length) return false;
+      } else if (len > INLINE_MAX) {
+        return false;
+      }
+    }
+    return n === size;
   }
 
   get data(): IdIndexData {

@@ -450,12 +450,11 @@ function decode(fd: number, key: CacheKey): Hit | undefined {
   // (primeStreamDims) never needs them, and building them was most of a cached load's time.
   const index = (name: string, size: number): IdIndexData => {
     const table = i32(`${name}.table`);
-    const slots = table.length / 8;
-    // A power of two, at least twice the keys (as IdIndex.build makes it): a lookup always meets an empty slot.
-    if (!(Number.isInteger(slots) && slots >= 16 && (slots & (slots - 1)) === 0 && slots >= 2 * size)) {
-      throw new Error(`dimension cache: ${name} index`);
-    }
-    return { table, pool: view(`${name}.pool`, 'u16', 2, (b, at, n) => new Uint16Array(b, at, n)), size };
+    const data = { table, pool: view(`${name}.pool`, 'u16', 2, (b, at, n) => new Uint16Array(b, at, n)), size };
+    // The scan's lookups and the user IDs (IdIndex.keys) trust the table (a power of two, at least
+    // twice the keys, so that a lookup always meets an empty slot): a damaged one is a normal load.
+    if (!IdIndex.valid(data, size)) throw new Error(`dimension cache: ${name} index`);
+    return data;
   };
   const tracks = index('tracks', trackCount);
   const users = index('users', userCount);

@@ -76,6 +76,7 @@ export const DEFAULT_RANGE_BYTES = 24 * 1024 * 1024;
  * the end while the other cores idle.
  */
 export function rangeTargets(size: number, step: number, readers: number): number[] {
+  if (!(step >= 1)) throw new RangeError(`range size must be at least 1 byte (got ${step})`);
   const targets: number[] = [];
   const least = Math.max(1, Math.floor(step / 8));
   for (let t = 0; ;) {

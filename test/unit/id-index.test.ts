@@ -17,6 +17,9 @@ describe("IdIndex (the stream scan's ID lookup)", () => {
     '\u{1F600}-smile', // a surrogate pair
     'x'.repeat(300),
     'tab\there',
+    '\ud800', // lone surrogates: kept as they are, never replaced
+    'a\udc00b',
+    '\0'.repeat(23),
   ];
   const index = IdIndex.build(keys);
 
@@ -52,6 +55,36 @@ describe("IdIndex (the stream scan's ID lookup)", () => {
     const shared = IdIndex.build(keys, { shared: true });
     expect(IdIndex.keys(IdIndex.from(shared.data).data)).to.deep.equal(keys);
     expect(IdIndex.keys(IdIndex.build([]).data)).to.deep.equal([]);
+  });
+
+  it('tells a table build could have made from a damaged one', () => {
+    const good = IdIndex.build(keys).data;
+    expect(IdIndex.valid(good, keys.length)).to.equal(true);
+    expect(IdIndex.valid(good, keys.length + 1)).to.equal(false);
+    const damaged = (edit: (t: Int32Array) => void, pool = good.pool) => {
+      const table = good.table.slice();
+      edit(table);
+      return IdIndex.valid({ table, pool, size: keys.length }, keys.length);
+    };
+    const used = (n: number) => {
+      const slots: number[] = [];
+      for (let b = 0; b < good.table.length; b += 8) if (good.table[b + 1] !== 0) slots.push(b);
+      return slots[n];
+    };
+    const pooled = (() => {
+      for (let b = 0; b < good.table.length; b += 8) if (good.table[b + 1] !== 0 && (good.table[b + 2] & 0xff) === 0xff) return b;
+      throw new Error('no pooled key');
+    })();
+    expect(damaged((t) => (t[used(0) + 1] = t[used(1) + 1]))).to.equal(false); // an index twice
+    expect(damaged((t) => (t[used(0) + 1] = keys.length + 1))).to.equal(false); // out of range
+    expect(damaged((t) => (t[used(0) + 1] = 0))).to.equal(false); // a key missing
+    expect(damaged((t) => (t[used(0) + 2] = (t[used(0) + 2] & ~0xff) | 24))).to.equal(false); // too long inline
+    expect(damaged((t) => (t[pooled + 3] = good.pool.length))).to.equal(false); // past the pool
+    expect(damaged((t) => (t[pooled + 4] = -1))).to.equal(false);
+    expect(
+      IdIndex.valid({ table: good.table.subarray(0, good.table.length / 2), pool: good.pool, size: keys.length }, keys.length),
+    ).to.equal(false);
+    expect(damaged(() => undefined, good.pool.subarray(0, good.pool.length - 1))).to.equal(false);
   });
 
   it('matches strings sliced out of larger text (as the parser hands them over)', () => {

@@ -32,7 +32,8 @@ const SONGS =
   `t7,${'a'.repeat(300)},pop,1,x\n` +
   't8,Eve,po\0p,1,x\n' +
   't9,Eve\n' +
-  't10,,ambient,60000,x\n';
+  't10,,ambient,60000,x\n' +
+  't11,Zé,forró,61000,x\n'; // Latin-1 beyond ASCII: the genres are stored one byte a character
 // User IDs past the inline limit, beyond Latin-1 and with a surrogate pair: a cached load reads them back from the users index.
 const USERS =
   'user_id,user_age,user_country\nu1,22,US\nu2,30,DE\nu3,,FR\nu1,70,BR\n,40,US\nu4,200,BR\nu5\n' +
