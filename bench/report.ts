@@ -597,7 +597,7 @@ const CAUSES: Record<TargetKind, string> = {
     'for the main thread, ~20-35 MB a worker) + the dimensions + the budget + one date. The large catalogue, by hand ' +
     "(compute --dry-run, quiet machine, 2026-12-02): the dimension cache's format 2 (no user-ID strings: the users index holds " +
     'each ID whole; Latin-1 text; no buffer of all the text) took it from 636 to ~490-510 MB (one reader: 585 to ~405 MB) and ' +
-    'its cached load from 455 to ~250 ms; what remains is 165 MB of typed arrays (the two ID tables 134 MB), ~45 MB of track-ID ' +
+    'its cached load from 455 to ~300 ms (with the check of both ID tables read back, ~50 ms); the run that parses songs.csv and users.csv and writes the entry (the first after either changes) peaks at 830-870 MB, the Maps of the loader (the timed runs follow a warm-up, so they read the cache); what remains is 165 MB of typed arrays (the two ID tables 134 MB), ~45 MB of track-ID ' +
     "strings, the readers' sparse hours and their merge. Halving the ID tables needs a load factor near 1 or slots without " +
     'the key inline, each a cache miss more per row: not done. The backfills, by hand on the 10M / 20-day lake: budget 128 MB ' +
     '337-357 MB, 64 MB 308-319 MB, 32 MB 317-324 MB; one worker fewer 357-370 MB: the rest is the baseline and heaps above, ' +
