@@ -584,7 +584,11 @@ const CAUSES: Record<TargetKind, string> = {
     "0.75-0.82 s against 0.75-0.79 s in one thread: the workers' start-up eats what the second core gives). Not done: a " +
     'scanner working on the bytes (hashing and comparing the ID bytes where they lie, making strings only for rejected rows), ' +
     'which is what the 0.5× target needs on the large shapes; interning straight into the ID tables; starting the workers ' +
-    'while the dimensions load; partitioned aggregation for random time order.',
+    'while the dimensions load; partitioned aggregation for random time order. Start-up, measured by hand on a quiet machine ' +
+    '(2026-12-02): `node -e ""` 60-70 ms, `musickpi --version` 240-250 ms; of the difference, importing yargs 18 takes ' +
+    "93-110 ms and the CLI's own modules with pg ~70 ms, nearly all of it in the ESM loader resolving and compiling many " +
+    'small files (a CPU profile of the yargs import: `esm/loader` 92 of ~110 ms). A bundled CLI (one file per entry point ' +
+    'and its worker threads) would cut most of it; not done, since the workers and the lake-reopen module are loaded by path.',
   rss:
     "Per hour the state is at most a counter per track and a bit per user, dense once an hour's log of (track, user) pairs " +
     'would pass half the dense form: hours × (4 B × tracks + users / 8), in each reader for the hours of the files it read, ' +
