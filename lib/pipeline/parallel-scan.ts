@@ -79,8 +79,9 @@ export function rangeTargets(size: number, step: number, readers: number): numbe
   if (!(step >= 1)) throw new RangeError(`range size must be at least 1 byte (got ${step})`);
   const targets: number[] = [];
   const least = Math.max(1, Math.floor(step / 8));
+  const shares = 2 * Math.max(1, readers);
   for (let t = 0; ;) {
-    t += Math.max(least, Math.min(step, Math.ceil((size - t) / (2 * Math.max(1, readers)))));
+    t += Math.max(least, Math.min(step, Math.ceil((size - t) / shares)));
     if (t >= size) return targets;
     targets.push(t);
   }

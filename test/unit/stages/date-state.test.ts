@@ -188,62 +188,20 @@ describe('date state: the saved object (date-state.ts)', () => {
         at,
       ),
     ).to.not.equal(undefined);
-    // Track 9 and user 9 do not exist in a catalogue of 9.
-    expect(
-      decodeDateState(
-        reseal(bytes, (h) => (h.trackCount = 9)),
-        { ...at, trackCount: 9 },
-      ),
-    ).to.equal(undefined);
-    expect(
-      decodeDateState(
-        reseal(bytes, (h) => (h.userCount = 9)),
-        { ...at, userCount: 9 },
-      ),
-    ).to.equal(undefined);
     const hour = (h: Record<string, unknown>) => (h.hours as Record<string, unknown>[])[0];
-    expect(
-      decodeDateState(
-        reseal(bytes, (h) => (hour(h).count = 3)),
-        at,
-      ),
-      'count ≠ Σ tracks',
-    ).to.equal(undefined);
-    expect(
-      decodeDateState(
-        reseal(bytes, (h) => (hour(h).hour = 24)),
-        at,
-      ),
-      'hour 24',
-    ).to.equal(undefined);
-    expect(
-      decodeDateState(
-        reseal(bytes, (h) => (hour(h).ages = [3, 0, 0, 0, 0, 0])),
-        at,
-      ),
-      'ages > count',
-    ).to.equal(undefined);
-    expect(
-      decodeDateState(
-        reseal(bytes, (h) => (hour(h).users = 3)),
-        at,
-      ),
-      'more listeners than listens',
-    ).to.equal(undefined);
-    expect(
-      decodeDateState(
-        reseal(bytes, (h) => (h.format = DATE_STATE_FORMAT + 1)),
-        at,
-      ),
-      'format',
-    ).to.equal(undefined);
-    expect(
-      decodeDateState(
-        reseal(bytes, () => undefined, Buffer.concat([bytes.subarray(0, 0)])),
-        at,
-      ),
-      'no body',
-    ).to.equal(undefined);
+    // Each a sealed object (a correct checksum) that must still be refused.
+    const refused: [string, Buffer, typeof at][] = [
+      // Track 9 and user 9 do not exist in a catalogue of 9.
+      ['track out of range', reseal(bytes, (h) => (h.trackCount = 9)), { ...at, trackCount: 9 }],
+      ['user out of range', reseal(bytes, (h) => (h.userCount = 9)), { ...at, userCount: 9 }],
+      ['count ≠ Σ tracks', reseal(bytes, (h) => (hour(h).count = 3)), at],
+      ['hour 24', reseal(bytes, (h) => (hour(h).hour = 24)), at],
+      ['ages > count', reseal(bytes, (h) => (hour(h).ages = [3, 0, 0, 0, 0, 0])), at],
+      ['more listeners than listens', reseal(bytes, (h) => (hour(h).users = 3)), at],
+      ['format', reseal(bytes, (h) => (h.format = DATE_STATE_FORMAT + 1)), at],
+      ['no body', reseal(bytes, () => undefined, Buffer.concat([bytes.subarray(0, 0)])), at],
+    ];
+    for (const [what, sealed, expected] of refused) expect(decodeDateState(sealed, expected), what).to.equal(undefined);
   });
 
   it('lives in a lake under its prefix: listed by date in one listing, written whole, read back', async () => {
