@@ -46,14 +46,14 @@ demo: build
 	$(BIN) runs --quiet --home .musickpi/home
 	@echo "report page: $(abspath $(DEMO_REPORT))"
 
-# The benchmark of issues 3 and 12, which doubles as a differential test against DuckDB: regenerates
-# docs/performance.md (lakes cached under tmp/bench/). BENCH_ARGS=--quick: small lakes, for a smoke test.
-# bench-full adds the 10M / 20-day and 30M / 90-day backfills (about half an hour more, several GB of lakes).
+# The benchmark of issues 3 and 12, which doubles as a differential test against DuckDB: every lake
+# shape, the 10M / 20-day and 30M / 90-day backfills included (20-40 min, several GB of lakes cached
+# under tmp/bench/), regenerating docs/performance.md. BENCH_ARGS=--quick: small lakes, for a smoke
+# test; BENCH_ARGS="--shapes daily,bigfile --docs /tmp/p.md": some shapes only. bench-full: the same.
 bench: build
-	npm run bench -- $(BENCH_ARGS)
-
-bench-full: build
 	npm run bench -- --full $(BENCH_ARGS)
+
+bench-full: bench
 
 clean:
 	rm -rf dist .musickpi
